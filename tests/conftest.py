@@ -1,0 +1,75 @@
+"""Shared fixtures.  Brokers start lazily: only tests that request them pay for them.
+
+Fixtures (session scope unless noted):
+  kafka_broker   Apache Kafka 4.x KRaft node (jars via scripts/fetch_kafka.sh), or the cluster named
+                 by TEST_KAFKA_BOOTSTRAP=host:port when set.
+  tansu_broker   embedded tansu broker (stream_worker.broker.TansuBroker), memory storage.
+  broker         parametrised over both: test ids end in [kafka] / [tansu].  TEST_BROKERS=kafka (or
+                 tansu) skips the other one.
+  topic_factory  function scope: topic_factory(broker, partitions=3) -> fresh "test-<uuid>" topic.
+Every broker object has ``.bootstrap_servers`` (str) and ``.kind`` ("kafka" | "tansu").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+try:
+    from tests.brokers import Broker, ExternalBroker, KafkaBroker, new_topic
+except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from brokers import Broker, ExternalBroker, KafkaBroker, new_topic  # type: ignore[no-redef]
+
+log = logging.getLogger(__name__)
+
+BROKER_KINDS = ("kafka", "tansu")
+
+
+def _enabled_kinds() -> set[str]:
+    raw = os.environ.get("TEST_BROKERS", ",".join(BROKER_KINDS))
+    return {k.strip() for k in raw.split(",") if k.strip()}
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Broker]:
+    external = os.environ.get("TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield ExternalBroker(external)
+        return
+    broker = KafkaBroker().start()
+    log.info("Apache Kafka ready on %s in %.1fs", broker.bootstrap_servers, broker.startup_seconds or 0.0)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tansu_broker() -> Iterator[Broker]:
+    from stream_worker.broker import TansuBroker
+
+    with TansuBroker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session", params=BROKER_KINDS, ids=lambda kind: str(kind))
+def broker(request: pytest.FixtureRequest) -> Broker:
+    kind: str = request.param
+    if kind not in _enabled_kinds():
+        pytest.skip(f"{kind} broker disabled by TEST_BROKERS")
+    result: Broker = request.getfixturevalue(f"{kind}_broker")
+    return result
+
+
+@pytest.fixture
+def topic_factory() -> Callable[..., str]:
+    """``topic_factory(broker, partitions=1, **kw)`` creates a fresh topic and waits for it."""
+
+    def make(broker: Broker | str, partitions: int = 1, **kwargs: Any) -> str:
+        return new_topic(broker, partitions=partitions, **kwargs)
+
+    return make
