@@ -1,0 +1,120 @@
+"""Consume stage: the Kafka consumer, its rebalance callbacks and polling.
+
+``Incoming`` is the worker's view of one Kafka message; it is what flows through the later stages and what the
+dead-letter stage copies byte for byte.  Building it from a ``confluent_kafka.Message`` is the only place the
+worker touches the consumer's message objects, so every other stage is testable without a broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from .errors import InfrastructureError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes | None]]
+PartitionCallback = Callable[[list[TopicPartition]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One consumed message. ``value`` is ``None`` for a tombstone. Never log ``value``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+    timestamp_ms: int | None = None
+
+    def header(self, name: str) -> bytes | None:
+        """Last value of header ``name`` (case-insensitive), or None."""
+        found = None
+        lowered = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lowered:
+                found = value
+        return found
+
+    @classmethod
+    def from_message(cls, msg: Message) -> Incoming:
+        ts_type, ts = msg.timestamp()
+        raw_headers = msg.headers() or []
+        return cls(
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            key=msg.key(),
+            value=msg.value(),
+            headers=[(str(k), v) for k, v in raw_headers],
+            timestamp_ms=ts if ts_type != 0 and ts >= 0 else None,
+        )
+
+
+def open_consumer(
+    settings: Settings,
+    on_assign: PartitionCallback,
+    on_revoke: PartitionCallback,
+    on_lost: PartitionCallback,
+    on_lag: Callable[[str, int, int], None],
+) -> Consumer:
+    """Create the consumer and subscribe; ``on_lag(topic, partition, lag)`` is fed from librdkafka statistics."""
+
+    def stats(raw: str) -> None:
+        try:
+            for topic, tdata in json.loads(raw).get("topics", {}).items():
+                for part, pdata in tdata.get("partitions", {}).items():
+                    lag = pdata.get("consumer_lag", -1)
+                    if int(part) >= 0 and lag >= 0:
+                        on_lag(topic, int(part), int(lag))
+        except (ValueError, AttributeError, TypeError):
+            log.debug("unreadable librdkafka statistics ignored")
+
+    conf: dict[str, Any] = settings.consumer_config()
+    conf["stats_cb"] = stats
+    conf["error_cb"] = _on_client_error
+    consumer = Consumer(conf)
+
+    consumer.subscribe(
+        [settings.input_topic],
+        on_assign=lambda _c, parts: on_assign(parts),
+        on_revoke=lambda _c, parts: on_revoke(parts),
+        on_lost=lambda _c, parts: on_lost(parts),
+    )
+    return consumer
+
+
+def poll(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Incoming]:
+    """Fetch up to ``max_messages`` within ``timeout_s``; raises ``InfrastructureError`` on fatal errors only."""
+    try:
+        messages = consumer.consume(num_messages=max(1, max_messages), timeout=max(0.0, timeout_s))
+    except KafkaException as exc:
+        raise InfrastructureError("consume failed") from exc
+    batch: list[Incoming] = []
+    for msg in messages:
+        err = msg.error()
+        if err is None:
+            batch.append(Incoming.from_message(msg))
+        elif err.code() == KafkaError._PARTITION_EOF:
+            continue
+        elif err.fatal():
+            raise InfrastructureError(f"fatal consumer error: {err.str()}")
+        else:
+            log.warning("consumer error", extra={"kafka_error": err.str(), "code": err.code()})
+    return batch
+
+
+def _on_client_error(err: KafkaError) -> None:
+    if err.fatal():
+        log.error("fatal kafka client error", extra={"kafka_error": err.str()})
+    else:
+        log.warning("kafka client error", extra={"kafka_error": err.str()})

@@ -1,0 +1,60 @@
+"""Encode stage: scored record → output value bytes and headers.
+
+The output record (``schemas/sentiment_score.avsc``) never echoes the text.  The output message keeps the input
+key (same partitioning downstream) and carries the model version and, when present, the W3C ``traceparent``
+header of the input (passed through only when it is well formed).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .avro import OUTPUT_SCHEMA, AvroEncoder, load_schema
+from .consume import Headers, Incoming
+
+MODEL_VERSION_HEADER = "scorer.model.version"
+CONTENT_TYPE_HEADER = "content-type"
+TRACE_HEADERS = ("traceparent", "tracestate")
+_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+class ScoreEncoder:
+    """``encoder(incoming, record_id, score, scored_at_ms) -> (value, headers)``."""
+
+    def __init__(self, model_version: str, schema_dir: Path | None = None, threshold: float = 0.5) -> None:
+        self._avro = AvroEncoder(load_schema(OUTPUT_SCHEMA, schema_dir))
+        self._version = model_version
+        self._threshold = threshold
+
+    def __call__(self, incoming: Incoming, record_id: str, score: float, scored_at_ms: int) -> tuple[bytes, Headers]:
+        value = self._avro(
+            {
+                "id": record_id,
+                "label": "POSITIVE" if score >= self._threshold else "NEGATIVE",
+                "score": min(1.0, max(0.0, score)),
+                "model_version": self._version,
+                "scored_at": scored_at_ms,
+                "source_topic": incoming.topic,
+                "source_partition": incoming.partition,
+                "source_offset": incoming.offset,
+            }
+        )
+        headers: Headers = [
+            (CONTENT_TYPE_HEADER, b"avro/binary"),
+            (MODEL_VERSION_HEADER, self._version.encode()),
+        ]
+        headers.extend(trace_headers(incoming))
+        return value, headers
+
+
+def trace_headers(incoming: Incoming) -> Headers:
+    """The input's trace context, if its ``traceparent`` is well formed (W3C Trace Context)."""
+    parent = incoming.header("traceparent")
+    if parent is None or not _TRACEPARENT.match(parent.strip()):
+        return []
+    out: Headers = [("traceparent", parent.strip())]
+    state = incoming.header("tracestate")
+    if state is not None and len(state) <= 512:
+        out.append(("tracestate", state))
+    return out

@@ -1,0 +1,86 @@
+"""Every exception the worker raises, in one tree.
+
+::
+
+    ScorerError                      base of everything below
+    ├── ConfigError                  bad settings / missing schema / bad properties file   (raise at start)
+    ├── ModelError                   no model version, wrong signature, warm-up failed      (raise at start)
+    ├── InfrastructureError          broker or producer failure: the worker stops, offsets stay uncommitted
+    │   └── DeliveryError            a produced record was not acknowledged by the broker
+    └── BadMessage                   the message itself is bad: data, not a crash → dead-letter topic
+        ├── DecodeError              bytes are not a record of the expected format
+        │   ├── InvalidUtf8          a string field is not valid UTF-8
+        │   └── SchemaMismatch       decodes, but not as our schema (trailing bytes, wrong types)
+        ├── UnsupportedContentType   a ``content-type`` header names a format we do not read
+        ├── InvalidText              decoded, but nothing we can score
+        │   ├── EmptyText            missing, empty, whitespace or control characters only
+        │   └── TextTooLong          larger than ``max_text_bytes``
+        └── ScoringFailed            the model rejected this one text (found by bisecting a failed batch)
+
+Only ``BadMessage`` subclasses are caught by the main loop and turned into dead-letter records; each carries a
+short machine ``reason`` that becomes the ``scorer.errors.reason`` header and the metrics label.  Messages of
+these exceptions never contain message text.
+"""
+
+from __future__ import annotations
+
+
+class ScorerError(Exception):
+    """Base class of all errors raised by the scorer."""
+
+
+class ConfigError(ScorerError):
+    """Settings are inconsistent or a configured file cannot be used."""
+
+
+class ModelError(ScorerError):
+    """The model repository or the SavedModel does not honour the model contract."""
+
+
+class InfrastructureError(ScorerError):
+    """The broker or client failed; retrying the same message would not help. The worker stops."""
+
+
+class DeliveryError(InfrastructureError):
+    """The broker did not acknowledge a produced record."""
+
+
+class BadMessage(ScorerError):
+    """The message is bad data. It goes to the dead-letter topic and the worker continues."""
+
+    reason = "bad_message"
+    stage = "GUARD"
+
+
+class DecodeError(BadMessage):
+    reason = "decode_error"
+    stage = "DECODE"
+
+
+class InvalidUtf8(DecodeError):
+    reason = "invalid_utf8"
+
+
+class SchemaMismatch(DecodeError):
+    reason = "schema_mismatch"
+
+
+class UnsupportedContentType(DecodeError):
+    reason = "unsupported_content_type"
+
+
+class InvalidText(BadMessage):
+    reason = "invalid_text"
+
+
+class EmptyText(InvalidText):
+    reason = "empty_text"
+
+
+class TextTooLong(InvalidText):
+    reason = "text_too_long"
+
+
+class ScoringFailed(BadMessage):
+    reason = "scoring_failed"
+    stage = "SCORE"

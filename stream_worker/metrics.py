@@ -1,0 +1,108 @@
+"""Metrics and health: Prometheus counters/histograms plus ``/metrics``, ``/healthz`` and ``/readyz``.
+
+* ``/healthz`` — 200 while the main loop turns (it ticks at least every ``max_wait_ms`` + poll time), else 503.
+* ``/readyz``  — 200 once the model is loaded and warmed up with a maximum-size batch and the consumer is
+  subscribed; 503 before and while stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages_in = Counter("scorer_messages_in", "Messages consumed from the input topic.", registry=r)
+        self.messages_out = Counter("scorer_messages_out", "Scores acknowledged on the output topic.", registry=r)
+        self.dead_lettered = Counter(
+            "scorer_dead_lettered", "Messages acknowledged on the dead-letter topic.", ["reason"], registry=r
+        )
+        self.skipped = Counter("scorer_skipped", "Messages skipped on purpose (tombstones).", ["reason"], registry=r)
+        self.failures = Counter("scorer_failures", "Infrastructure failures by kind.", ["kind"], registry=r)
+        self.batch_size = Histogram("scorer_batch_size", "Texts per scored batch.", buckets=_BATCH_BUCKETS, registry=r)
+        self.batch_tokens = Histogram(
+            "scorer_batch_padded_tokens", "Estimated padded tokens per batch.", buckets=(64, 256, 1024, 4096, 16384),
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "scorer_inference_seconds", "Model time per batch.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.end_to_end_seconds = Histogram(
+            "scorer_end_to_end_seconds", "Produced (record or Kafka timestamp) to scored.", buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "scorer_consumer_lag", "Messages behind the partition end (librdkafka statistics).",
+            ["topic", "partition"], registry=r,
+        )
+        self.model_info = Gauge("scorer_model_info", "Loaded model version.", ["version"], registry=r)
+        self.warmup_seconds = Gauge("scorer_warmup_seconds", "Time of the maximum-size warm-up batch.", registry=r)
+        self.ready = False
+        self.last_tick = time.monotonic()
+        self.stale_after_s = 60.0
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def healthy(self) -> bool:
+        return time.monotonic() - self.last_tick < self.stale_after_s
+
+
+class HealthServer:
+    """A tiny threaded HTTP server for the three endpoints (stdlib; prometheus-client renders the metrics)."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+        handler = _handler_for(metrics)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        log.info("metrics server listening", extra={"port": self.port})
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok = metrics.healthy()
+                self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+            elif path == "/readyz":
+                self._send(200 if metrics.ready else 503, b"ready\n" if metrics.ready else b"not ready\n")
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (silence per-request logs)
+            return
+
+    return Handler

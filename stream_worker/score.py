@@ -1,0 +1,115 @@
+"""Score stage: load the newest model version and run its ``serving_default`` on raw strings.
+
+Model contract (shared with ``training/``): ``tf.saved_model.load(dir).signatures["serving_default"]`` takes one
+1-D ``tf.string`` tensor of raw texts and returns a dict with ``score`` (float32, probability of POSITIVE).  The
+tokenizer lives inside the SavedModel; this module depends on nothing else in it.
+
+The model repository is what TFX Pusher writes: ``<model_dir>/<integer version>/saved_model.pb``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError, ScoringFailed
+
+log = logging.getLogger(__name__)
+
+_SCORE_KEY = "score"
+
+
+def latest_version(model_dir: Path) -> tuple[int, Path]:
+    """The newest ``<integer>/saved_model.pb`` under ``model_dir``."""
+    if not model_dir.is_dir():
+        raise ModelError(f"model repository {model_dir} does not exist")
+    versions = [
+        (int(child.name), child)
+        for child in model_dir.iterdir()
+        if child.name.isdigit() and (child / "saved_model.pb").is_file()
+    ]
+    if not versions:
+        raise ModelError(f"no <integer version>/saved_model.pb under {model_dir}")
+    return max(versions)
+
+
+@dataclass
+class Scorer:
+    """``scorer(texts) -> np.ndarray[float32]`` of POSITIVE probabilities."""
+
+    version: str
+    path: Path
+    _fn: Any
+    _input_name: str
+
+    @classmethod
+    def load(cls, model_dir: Path, inference_threads: int = 0) -> Scorer:
+        import tensorflow as tf
+
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
+
+        if inference_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
+        version, path = latest_version(model_dir)
+        try:
+            model = tf.saved_model.load(str(path))
+            fn = model.signatures["serving_default"]
+        except (KeyError, OSError, ValueError, tf.errors.OpError) as exc:
+            raise ModelError(f"cannot load serving_default from {path}") from exc
+        inputs = fn.structured_input_signature[1]
+        if len(inputs) != 1:
+            raise ModelError(f"serving_default must take exactly one input, takes {sorted(inputs)}")
+        (name, spec), = inputs.items()
+        if spec.dtype != tf.string or spec.shape.rank != 1:
+            raise ModelError(f"serving_default input {name!r} must be a 1-D tf.string tensor, is {spec}")
+        if _SCORE_KEY not in fn.structured_outputs:
+            raise ModelError(f"serving_default must return {_SCORE_KEY!r}, returns {sorted(fn.structured_outputs)}")
+        scorer = cls(version=str(version), path=path, _fn=fn, _input_name=name)
+        scorer._keep = model  # type: ignore[attr-defined]  # the signature needs its model alive
+        log.info("model loaded", extra={"model_version": scorer.version, "model_path": str(path)})
+        return scorer
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        import tensorflow as tf
+
+        out = self._fn(**{self._input_name: tf.constant(texts, dtype=tf.string)})
+        scores = np.asarray(out[_SCORE_KEY], dtype=np.float64).reshape(-1)
+        if scores.shape[0] != len(texts):
+            raise ModelError(f"model returned {scores.shape[0]} scores for {len(texts)} texts")
+        return scores
+
+    def warm_up(self, batch_size: int, sequence_tokens: int) -> float:
+        """Run one maximum-size batch (the longest shape the worker will send); returns its seconds."""
+        text = " ".join(["warmup"] * sequence_tokens)
+        self(["ok"])
+        started = time.perf_counter()
+        scores = self([text] * batch_size)
+        seconds = time.perf_counter() - started
+        if not np.all(np.isfinite(scores)) or np.any((scores < 0) | (scores > 1)):
+            raise ModelError("warm-up scores are not probabilities in [0, 1]")
+        return seconds
+
+
+def score_or_isolate(scorer: Scorer, texts: list[str]) -> list[float | ScoringFailed]:
+    """Score a batch; if the model rejects it, bisect to find the texts it rejects and fail only those."""
+    import tensorflow as tf
+
+    try:
+        scores = scorer(texts)
+        bad = ~np.isfinite(scores) | (scores < 0) | (scores > 1)
+        if not bad.any():
+            return [float(s) for s in scores]
+        if len(texts) == 1:
+            return [ScoringFailed("model returned a score outside [0, 1]")]
+    except tf.errors.InvalidArgumentError as exc:
+        if len(texts) == 1:
+            failed = ScoringFailed(f"model rejected the text ({type(exc).__name__})")
+            failed.__cause__ = exc
+            return [failed]
+    middle = len(texts) // 2
+    return score_or_isolate(scorer, texts[:middle]) + score_or_isolate(scorer, texts[middle:])

@@ -1,0 +1,236 @@
+"""One frozen, validated settings object for a worker.
+
+Every field can be set by a command-line flag (``scorer worker --help``) or by an environment variable named
+``SCORER_<FIELD>`` (e.g. ``SCORER_BOOTSTRAP_SERVERS``); flags win over the environment.  Arbitrary librdkafka
+options pass through ``kafka`` (``--kafka key=value``, ``SCORER_KAFKA='{"key": "value"}'``) or a Java-style
+``kafka_properties_file``, so SASL/TLS and any tuning work without code changes.  Secrets are ``SecretStr`` and
+only revealed when the librdkafka config is rendered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+# librdkafka keys the worker owns because delivery guarantees depend on them; user overrides are refused.
+_OWNED_CONSUMER_KEYS = frozenset({"enable.auto.offset.store", "enable.auto.commit", "group.id"})
+_OWNED_PRODUCER_KEYS = frozenset({"enable.idempotence", "acks"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCORER_", frozen=True, extra="forbid")
+
+    # --- where ----------------------------------------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers (host:port, comma separated)."
+    )
+    input_topic: str = Field("text-messages", description="Topic with TextMessage records to score.")
+    output_topic: str = Field("sentiment-scores", description="Topic that receives one SentimentScore per input.")
+    dead_letter_topic: str = Field(
+        "text-messages.dlq",
+        description="Topic for messages that cannot be decoded or scored (original bytes + reason headers).",
+    )
+    group_id: str = Field(
+        "sentiment-scorer", description="Consumer group; add worker processes with the same id to scale out."
+    )
+    model_dir: Path = Field(
+        Path("models/sentiment"),
+        description="Model repository as TFX Pusher writes it: <model_dir>/<integer version>/saved_model.pb. "
+        "The newest version is loaded at start.",
+    )
+    schema_dir: Path | None = Field(None, description="Folder with the .avsc files; default: the packaged ones.")
+
+    # --- input ----------------------------------------------------------------------------------------------
+    input_format: Literal["avro", "json"] = Field(
+        "avro",
+        description="avro: Avro binary (plain, or Confluent Schema Registry framing, recognised by its magic "
+        "byte); json: UTF-8 JSON objects {'id','text'} that plain clients such as kcat can publish.",
+    )
+    max_text_bytes: int = Field(
+        65_536,
+        ge=1,
+        description="Texts larger than this (UTF-8 bytes) are dead-lettered as text_too_long. The model only "
+        "reads max_sequence_tokens tokens (head and tail), so larger texts cost decoding but add no signal.",
+    )
+
+    # --- micro-batching -------------------------------------------------------------------------------------
+    max_batch_size: int = Field(
+        32,
+        ge=1,
+        le=4096,
+        description="A batch closes at this many texts. Larger batches use the cores better (more throughput) "
+        "but each message waits for the whole batch (more latency) and memory grows linearly.",
+    )
+    max_wait_ms: int = Field(
+        25,
+        ge=0,
+        description="A batch closes when its oldest message waited this long. Bounds latency at low traffic; "
+        "too small a value gives small, inefficient batches.",
+    )
+    token_budget: int = Field(
+        4096,
+        ge=16,
+        description="A batch closes when batch_size x longest text (estimated tokens) would exceed this. The "
+        "model pads a batch to its longest text, so this caps the padded work (and memory) of one batch.",
+    )
+    max_sequence_tokens: int = Field(
+        128,
+        ge=8,
+        description="The model's maximum sequence length, used to estimate tokens and to shape the warm-up batch.",
+    )
+    sort_window: int = Field(
+        4,
+        ge=1,
+        description="When messages wait, up to sort_window x max_batch_size are sorted by length before they "
+        "are cut into batches, so similar lengths share a batch (less padding). 1 disables sorting.",
+    )
+
+    # --- delivery -------------------------------------------------------------------------------------------
+    commit_interval_ms: int = Field(
+        1000,
+        ge=0,
+        description="How often acknowledged offsets are committed. Lower: fewer duplicates after a crash; "
+        "higher: fewer commit requests. Offsets are always committed on rebalance and on stop.",
+    )
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=10_000,
+        description="librdkafka max.poll.interval.ms: a worker that does not poll for this long leaves the "
+        "group. Must exceed the slowest batch (checked against warm-up time at start).",
+    )
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Consumer session timeout: how fast a dead worker's partitions move."
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new group starts. earliest: nothing published before is skipped."
+    )
+    linger_ms: int = Field(5, ge=0, description="Producer linger: batches output records; adds up to this latency.")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4", description="Compression of output and dead-letter records."
+    )
+
+    # --- security (rendered into librdkafka config) ---------------------------------------------------------
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = Field(
+        None, description="librdkafka security.protocol."
+    )
+    sasl_mechanism: str | None = Field(None, description="librdkafka sasl.mechanism (PLAIN, SCRAM-SHA-512, ...).")
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (secret; never logged).")
+    ssl_key_password: SecretStr | None = Field(None, description="Password of the TLS client key (secret).")
+    kafka: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka options for consumer and producer (e.g. ssl.ca.location).",
+    )
+    kafka_properties_file: Path | None = Field(
+        None, description="Java-style .properties file with more librdkafka options (same keys)."
+    )
+
+    # --- operations -----------------------------------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Address of the /metrics, /healthz, /readyz server.")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Port of that server; 0 disables it.")
+    inference_threads: int = Field(
+        0, ge=0, description="TensorFlow intra-op threads; 0 = one per core. Lower it when several workers share a host."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        topics = {self.input_topic, self.output_topic, self.dead_letter_topic}
+        if len(topics) != 3:
+            raise ValueError("input_topic, output_topic and dead_letter_topic must be three different topics")
+        if self.token_budget < self.max_sequence_tokens:
+            raise ValueError("token_budget must hold at least one text of max_sequence_tokens")
+        owned = (_OWNED_CONSUMER_KEYS | _OWNED_PRODUCER_KEYS) & set(self.kafka)
+        if owned:
+            raise ValueError(f"these librdkafka options are managed by the worker: {sorted(owned)}")
+        return self
+
+    # --- rendering ------------------------------------------------------------------------------------------
+    def _common_kafka_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol:
+            conf["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_key_password is not None:
+            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        conf.update(read_properties(self.kafka_properties_file) if self.kafka_properties_file else {})
+        conf.update(self.kafka)
+        return conf
+
+    def consumer_config(self) -> dict[str, Any]:
+        """librdkafka consumer config: offsets are stored by the worker only after output is acknowledged."""
+        conf = self._common_kafka_config()
+        conf.update(
+            {
+                "group.id": self.group_id,
+                "enable.auto.offset.store": False,
+                "enable.auto.commit": False,
+                "auto.offset.reset": self.auto_offset_reset,
+                "max.poll.interval.ms": self.max_poll_interval_ms,
+                "session.timeout.ms": self.session_timeout_ms,
+                "partition.assignment.strategy": conf.get("partition.assignment.strategy", "cooperative-sticky"),
+                "statistics.interval.ms": conf.get("statistics.interval.ms", 5000),
+            }
+        )
+        return conf
+
+    def producer_config(self) -> dict[str, Any]:
+        """librdkafka producer config: idempotent, acks=all, so an acknowledged record is durable and unique."""
+        conf = self._common_kafka_config()
+        for key in ("partition.assignment.strategy", "statistics.interval.ms", "auto.offset.reset"):
+            conf.pop(key, None)
+        conf.update(
+            {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": self.linger_ms,
+                "compression.type": self.compression,
+                "message.max.bytes": conf.get("message.max.bytes", 8 * 1024 * 1024),
+            }
+        )
+        return conf
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict safe to log (secrets masked, passthrough values hidden)."""
+        data = self.model_dump(mode="json")
+        data["kafka"] = {key: "***" for key in self.kafka}
+        return data
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Read a Java-style ``key=value`` properties file (``#``/``!`` comments, blank lines ignored)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read kafka properties file {path}") from exc
+    props: dict[str, str] = {}
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected key=value")
+        props[key.strip()] = value.strip()
+    return props
+
+
+def parse_kafka_options(pairs: list[str]) -> dict[str, str]:
+    """Turn repeated ``--kafka key=value`` flags into a dict."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--kafka expects key=value, got {pair!r}")
+        options[key.strip()] = value.strip()
+    return options
