@@ -73,3 +73,16 @@ def topic_factory() -> Callable[..., str]:
         return new_topic(broker, partitions=partitions, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def toy_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A model repository holding one small model with the production contract (see tests/toy_model.py)."""
+    try:
+        from tests.toy_model import build_toy_model
+    except ModuleNotFoundError:
+        from toy_model import build_toy_model  # type: ignore[no-redef]
+
+    base = tmp_path_factory.mktemp("models")
+    build_toy_model(base, version=7)
+    return base

@@ -1,0 +1,177 @@
+"""Helpers for integration tests: run workers (in a thread or as processes) and read topics back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from stream_worker.settings import Settings
+from stream_worker.worker import Worker
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Record:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes | None]
+    partition: int
+    offset: int
+
+
+def read_topic(
+    bootstrap: str, topic: str, until: Callable[[list[Record]], bool], timeout_s: float = 60.0
+) -> list[Record]:
+    """Read ``topic`` from the start until ``until(records)`` holds or the timeout passes."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not until(records):
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                if msg.error():
+                    continue
+                records.append(
+                    Record(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset())
+                )
+    finally:
+        consumer.close()
+    return records
+
+
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None, list[Any] | None]]) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "compression.type": "lz4", "message.max.bytes": 4_000_000, "linger.ms": 5}
+    )
+    errors: list[str] = []
+    for key, value, headers in messages:
+        producer.produce(
+            topic, key=key, value=value, headers=headers,
+            on_delivery=lambda err, _m: errors.append(str(err)) if err else None,
+        )
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert not errors, errors
+
+
+class WorkerThread:
+    """One in-process worker (shares the test's TensorFlow); ``stop()`` is a graceful SIGTERM equivalent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.worker = Worker(settings)
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.run(self.stop_event)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def __enter__(self) -> WorkerThread:
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self.worker.metrics.ready:
+            assert self.error is None, self.error
+            assert time.monotonic() < deadline, "worker did not become ready"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._thread.join(60)
+        assert not self._thread.is_alive(), "worker did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+class WorkerProcess:
+    """``scorer worker`` as a real OS process (so a test can SIGKILL it)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+        self.log_path = log_path
+        self.port = int(env["SCORER_METRICS_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_worker.cli", "worker"], env=self.env, stdout=log, stderr=log
+        )
+        return self
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log_tail()
+            if http_status(self.port, "/readyz") == 200:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout_s}s\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout_s: float = 60.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def http_status(port: int, path: str) -> int:
+    return http_get(port, path)[0]
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """Value of one sample in Prometheus text format (0 when absent)."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        if sample == wanted:
+            return float(value)
+    return 0.0
