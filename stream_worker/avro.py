@@ -34,9 +34,11 @@ def load_schema(name: str, schema_dir: Path | None = None) -> dict[str, Any]:
     """Parse one ``.avsc`` file (cached: each schema is parsed once per process)."""
     path = (schema_dir or default_schema_dir()) / name
     try:
-        parsed: dict[str, Any] = fastavro.parse_schema(json.loads(path.read_text(encoding="utf-8")))
+        parsed = fastavro.parse_schema(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
         raise ConfigError(f"cannot parse Avro schema {path}") from exc
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{path} is not an Avro record schema")
     return parsed
 
 
@@ -65,11 +67,13 @@ class AvroDecoder:
     def __call__(self, data: bytes) -> dict[str, Any]:
         buf = io.BytesIO(data)
         try:
-            record: dict[str, Any] = fastavro.schemaless_reader(buf, self._schema, None)
+            record = fastavro.schemaless_reader(buf, self._schema, None)
         except UnicodeDecodeError as exc:
             raise InvalidUtf8("a string field is not valid UTF-8") from exc
         except (EOFError, ValueError, IndexError, TypeError, OverflowError, MemoryError, KeyError) as exc:
             raise SchemaMismatch(f"not an Avro {self._schema.get('name')} record ({type(exc).__name__})") from exc
+        if not isinstance(record, dict):
+            raise SchemaMismatch(f"not an Avro {self._schema.get('name')} record")
         if buf.tell() != len(data):
             raise SchemaMismatch(
                 f"{len(data) - buf.tell()} trailing bytes after an Avro {self._schema.get('name')} record"

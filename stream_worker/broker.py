@@ -71,9 +71,7 @@ class TansuBroker:
 
     kind = "tansu"
 
-    def __init__(
-        self, port: int | None = None, host: str = "127.0.0.1", startup_timeout: float = 20.0
-    ) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", startup_timeout: float = 20.0) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.startup_timeout = startup_timeout

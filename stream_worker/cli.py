@@ -65,7 +65,7 @@ def worker(
     metrics_port: Annotated[Optional[int], Opt(help="Port of /metrics /healthz /readyz (0: off).")] = None,  # noqa: UP045
     inference_threads: Annotated[Optional[int], Opt(help="TensorFlow intra-op threads.")] = None,  # noqa: UP045
     kafka_properties_file: Annotated[Optional[Path], Opt(help="librdkafka .properties file.")] = None,  # noqa: UP045
-    kafka_pairs: Annotated[Optional[list[str]], Opt("--kafka", help="librdkafka key=value (repeatable).")] = None,  # noqa: UP045
+    kafka_pairs: Annotated[list[str] | None, Opt("--kafka", help="librdkafka key=value (repeatable).")] = None,
     log_level: Annotated[Optional[str], Opt(help="DEBUG, INFO, WARNING, ERROR.")] = None,  # noqa: UP045
 ) -> None:
     """Run one worker of the consumer group until SIGTERM/SIGINT."""

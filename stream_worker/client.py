@@ -23,10 +23,8 @@ from .errors import ConfigError, DeliveryError
 
 def iter_texts(source: str, limit: int = 0) -> Iterator[dict[str, str]]:
     """``{"id", "text"}`` dicts from a JSONL file, a CSV file (``id``/``text`` columns) or stdin lines."""
-    count = 0
-    for item in _read(source):
+    for count, item in enumerate(_read(source), start=1):
         yield item
-        count += 1
         if limit and count >= limit:
             return
 
@@ -71,10 +69,7 @@ def publish_texts(
 
     for item in items:
         record = {"id": item["id"], "text": item["text"], "produced_at": int(time.time() * 1000)}
-        if input_format == "json":
-            value = json.dumps(record).encode()
-        else:
-            value = encode(record)
+        value = json.dumps(record).encode() if input_format == "json" else encode(record)
         while True:
             try:
                 producer.produce(topic, key=item["id"].encode(), value=value, on_delivery=delivered)
@@ -106,16 +101,22 @@ def read_scores(consumer: Consumer, timeout_s: float = 1.0, max_messages: int = 
     decode = AvroDecoder(load_schema(OUTPUT_SCHEMA))
     out = []
     for msg in consumer.consume(num_messages=max_messages, timeout=timeout_s):
-        if msg.error() or msg.value() is None:
+        value, key = msg.value(), msg.key()
+        if msg.error() or value is None:
             continue
-        record = decode(msg.value())
-        record["key"] = msg.key().decode("utf-8", "replace") if msg.key() else None
+        record = decode(value)
+        record["key"] = key.decode("utf-8", "replace") if key else None
         out.append(record)
     return out
 
 
 def tail_scores(
-    bootstrap_servers: str, topic: str, from_beginning: bool, max_messages: int, idle_timeout: float, as_json: bool
+    bootstrap_servers: str,
+    topic: str,
+    from_beginning: bool,
+    max_messages: int,
+    idle_timeout: float,
+    as_json: bool,
 ) -> None:
     from rich.console import Console
 

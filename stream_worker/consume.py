@@ -49,13 +49,16 @@ class Incoming:
     def from_message(cls, msg: Message) -> Incoming:
         ts_type, ts = msg.timestamp()
         raw_headers = msg.headers() or []
+        pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None  # set on consumed messages
         return cls(
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
+            topic=topic,
+            partition=partition,
+            offset=offset,
             key=msg.key(),
             value=msg.value(),
-            headers=[(str(k), v) for k, v in raw_headers],
+            headers=[(str(k), v.encode() if isinstance(v, str) else v) for k, v in pairs],
             timestamp_ms=ts if ts_type != 0 and ts >= 0 else None,
         )
 

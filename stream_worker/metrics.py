@@ -13,7 +13,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +41,25 @@ class Metrics:
         self.failures = Counter("scorer_failures", "Infrastructure failures by kind.", ["kind"], registry=r)
         self.batch_size = Histogram("scorer_batch_size", "Texts per scored batch.", buckets=_BATCH_BUCKETS, registry=r)
         self.batch_tokens = Histogram(
-            "scorer_batch_padded_tokens", "Estimated padded tokens per batch.", buckets=(64, 256, 1024, 4096, 16384),
+            "scorer_batch_padded_tokens",
+            "Estimated padded tokens per batch.",
+            buckets=(64, 256, 1024, 4096, 16384),
             registry=r,
         )
         self.inference_seconds = Histogram(
             "scorer_inference_seconds", "Model time per batch.", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.end_to_end_seconds = Histogram(
-            "scorer_end_to_end_seconds", "Produced (record or Kafka timestamp) to scored.", buckets=_LATENCY_BUCKETS,
+            "scorer_end_to_end_seconds",
+            "Produced (record or Kafka timestamp) to scored.",
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.consumer_lag = Gauge(
-            "scorer_consumer_lag", "Messages behind the partition end (librdkafka statistics).",
-            ["topic", "partition"], registry=r,
+            "scorer_consumer_lag",
+            "Messages behind the partition end (librdkafka statistics).",
+            ["topic", "partition"],
+            registry=r,
         )
         self.model_info = Gauge("scorer_model_info", "Loaded model version.", ["version"], registry=r)
         self.warmup_seconds = Gauge("scorer_warmup_seconds", "Time of the maximum-size warm-up batch.", registry=r)
@@ -102,7 +115,7 @@ def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (silence per-request logs)
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler

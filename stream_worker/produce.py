@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -48,7 +48,13 @@ class Publisher:
 
         while True:
             try:
-                self._producer.produce(topic, value=value, key=incoming.key, headers=headers, on_delivery=delivered)
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=incoming.key,
+                    headers=cast("list[tuple[str, str | bytes | None]]", headers),
+                    on_delivery=delivered,
+                )
                 return
             except BufferError:
                 self._producer.poll(0.1)  # local queue full: serve callbacks until there is room

@@ -50,7 +50,6 @@ class Scorer:
     @classmethod
     def load(cls, model_dir: Path, inference_threads: int = 0) -> Scorer:
         import tensorflow as tf
-
         import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 
         if inference_threads:
@@ -64,7 +63,7 @@ class Scorer:
         inputs = fn.structured_input_signature[1]
         if len(inputs) != 1:
             raise ModelError(f"serving_default must take exactly one input, takes {sorted(inputs)}")
-        (name, spec), = inputs.items()
+        ((name, spec),) = inputs.items()
         if spec.dtype != tf.string or spec.shape.rank != 1:
             raise ModelError(f"serving_default input {name!r} must be a 1-D tf.string tensor, is {spec}")
         if _SCORE_KEY not in fn.structured_outputs:

@@ -134,7 +134,9 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Address of the /metrics, /healthz, /readyz server.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of that server; 0 disables it.")
     inference_threads: int = Field(
-        0, ge=0, description="TensorFlow intra-op threads; 0 = one per core. Lower it when several workers share a host."
+        0,
+        ge=0,
+        description="TensorFlow intra-op threads; 0 = one per core. Lower it when several workers share a host.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 

@@ -61,9 +61,7 @@ class Worker:
             if stop.is_set():
                 return
             self.publisher = Publisher(s.producer_config(), self.tracker)
-            self.consumer = consume.open_consumer(
-                s, self._on_assign, self._on_revoke, self._on_lost, self._on_lag
-            )
+            self.consumer = consume.open_consumer(s, self._on_assign, self._on_revoke, self._on_lost, self._on_lag)
             self.committer = Committer(self.consumer, self.tracker, s.commit_interval_ms)
             self.metrics.ready = True
             log.info("worker ready", extra={"group_id": s.group_id, "input_topic": s.input_topic})
@@ -153,7 +151,10 @@ class Worker:
         )
         counter = self.metrics.dead_lettered.labels(reason=error.reason)
         self.publisher.publish(
-            self.settings.dead_letter_topic, incoming, incoming.value, dead_letter_headers(incoming, error),
+            self.settings.dead_letter_topic,
+            incoming,
+            incoming.value,
+            dead_letter_headers(incoming, error),
             counter.inc,
         )
 

@@ -86,3 +86,18 @@ def toy_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
     base = tmp_path_factory.mktemp("models")
     build_toy_model(base, version=7)
     return base
+
+
+# --- a skipped test is a failure when SCORER_TEST_NO_SKIP=1 (set by `make test` and CI) -------------------------
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SKIPPED and os.environ.get("SCORER_TEST_NO_SKIP") == "1":
+        print(f"\nERROR: {len(_SKIPPED)} tests were skipped; every test must run: {_SKIPPED[:5]}")
+        session.exitstatus = 1

@@ -53,9 +53,7 @@ def read_topic(
             for msg in consumer.consume(num_messages=1000, timeout=0.5):
                 if msg.error():
                     continue
-                records.append(
-                    Record(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset())
-                )
+                records.append(Record(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset()))
     finally:
         consumer.close()
     return records
@@ -63,12 +61,20 @@ def read_topic(
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None, list[Any] | None]]) -> None:
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "compression.type": "lz4", "message.max.bytes": 4_000_000, "linger.ms": 5}
+        {
+            "bootstrap.servers": bootstrap,
+            "compression.type": "lz4",
+            "message.max.bytes": 4_000_000,
+            "linger.ms": 5,
+        }
     )
     errors: list[str] = []
     for key, value, headers in messages:
         producer.produce(
-            topic, key=key, value=value, headers=headers,
+            topic,
+            key=key,
+            value=value,
+            headers=headers,
             on_delivery=lambda err, _m: errors.append(str(err)) if err else None,
         )
         producer.poll(0)

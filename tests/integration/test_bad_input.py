@@ -38,8 +38,16 @@ def output_record_bytes() -> bytes:
     fastavro.schemaless_writer(
         buf,
         load_schema(OUTPUT_SCHEMA),
-        {"id": "x", "label": "POSITIVE", "score": 0.5, "model_version": "1", "scored_at": 0,
-         "source_topic": "t", "source_partition": 0, "source_offset": 0},
+        {
+            "id": "x",
+            "label": "POSITIVE",
+            "score": 0.5,
+            "model_version": "1",
+            "scored_at": 0,
+            "source_topic": "t",
+            "source_partition": 0,
+            "source_offset": 0,
+        },
     )
     return buf.getvalue()
 
@@ -52,24 +60,62 @@ CASES: list[tuple[str, bytes | None, list[tuple[str, bytes]] | None, str]] = [
     ("undecodable", b"\x8f\x13 this is not avro at all " + SECRET.encode(), None, "schema_mismatch"),
     ("wrong-schema", output_record_bytes(), None, "schema_mismatch"),
     ("empty-text", avro({"id": "empty-text", "text": ""}), None, "empty_text"),
-    ("missing-text-json", json.dumps({"id": "missing-text-json"}).encode(),
-     [("content-type", b"application/json")], "empty_text"),
-    ("megabyte", avro({"id": "megabyte", "text": (SECRET + " bad ") * (1_000_000 // 26)}), None, "text_too_long"),
-    ("bad-utf8", avro({"id": "bad-utf8", "text": f"good {SECRET} XX"}).replace(b"XX", b"\xff\xfe"), None,
-     "invalid_utf8"),
-    ("control-only", avro({"id": "control-only", "text": "\x00\x01\x07\t\n\u200b\ufffd"}), None, "empty_text"),
+    (
+        "missing-text-json",
+        json.dumps({"id": "missing-text-json"}).encode(),
+        [("content-type", b"application/json")],
+        "empty_text",
+    ),
+    (
+        "megabyte",
+        avro({"id": "megabyte", "text": (SECRET + " bad ") * (1_000_000 // 26)}),
+        None,
+        "text_too_long",
+    ),
+    (
+        "bad-utf8",
+        avro({"id": "bad-utf8", "text": f"good {SECRET} XX"}).replace(b"XX", b"\xff\xfe"),
+        None,
+        "invalid_utf8",
+    ),
+    (
+        "control-only",
+        avro({"id": "control-only", "text": "\x00\x01\x07\t\n\u200b\ufffd"}),
+        None,
+        "empty_text",
+    ),
     ("tombstone", None, None, "skipped"),
-    ("junk-headers", avro({"id": "junk-headers", "text": f"awful {SECRET}"}),
-     [("x-unknown", b"\xff\x00\xfe"), ("traceparent", b"garbage"), ("x-none", b"")], "scored"),
-    ("protobuf", avro({"id": "protobuf", "text": f"good {SECRET}"}),
-     [("content-type", b"application/x-protobuf")], "unsupported_content_type"),
+    (
+        "junk-headers",
+        avro({"id": "junk-headers", "text": f"awful {SECRET}"}),
+        [("x-unknown", b"\xff\x00\xfe"), ("traceparent", b"garbage"), ("x-none", b"")],
+        "scored",
+    ),
+    (
+        "protobuf",
+        avro({"id": "protobuf", "text": f"good {SECRET}"}),
+        [("content-type", b"application/x-protobuf")],
+        "unsupported_content_type",
+    ),
     ("poisoned", avro({"id": "poisoned", "text": f"great {POISON} {SECRET}"}), None, "scoring_failed"),
-    ("framed", b"\x00" + struct.pack(">I", 42) + avro({"id": "framed", "text": f"love it {SECRET}"}), None,
-     "scored"),
-    ("json-ok", json.dumps({"id": "json-ok", "text": f"boring {SECRET}"}).encode(),
-     [("content-type", b"application/json")], "scored"),
-    ("good-last", avro({"id": "good-last", "text": f"terrible {SECRET}"}),
-     [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")], "scored"),
+    (
+        "framed",
+        b"\x00" + struct.pack(">I", 42) + avro({"id": "framed", "text": f"love it {SECRET}"}),
+        None,
+        "scored",
+    ),
+    (
+        "json-ok",
+        json.dumps({"id": "json-ok", "text": f"boring {SECRET}"}).encode(),
+        [("content-type", b"application/json")],
+        "scored",
+    ),
+    (
+        "good-last",
+        avro({"id": "good-last", "text": f"terrible {SECRET}"}),
+        [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")],
+        "scored",
+    ),
 ]
 
 
@@ -78,9 +124,16 @@ def test_bad_input_is_dead_lettered_and_scoring_goes_on(
 ) -> None:
     in_topic, out_topic, dlq_topic = (topic_factory(broker, partitions=1) for _ in range(3))
     settings = Settings(
-        bootstrap_servers=broker.bootstrap_servers, input_topic=in_topic, output_topic=out_topic,
-        dead_letter_topic=dlq_topic, group_id=f"g-{in_topic}", model_dir=toy_model_dir, metrics_port=0,
-        max_wait_ms=10, session_timeout_ms=6000, commit_interval_ms=100,
+        bootstrap_servers=broker.bootstrap_servers,
+        input_topic=in_topic,
+        output_topic=out_topic,
+        dead_letter_topic=dlq_topic,
+        group_id=f"g-{in_topic}",
+        model_dir=toy_model_dir,
+        metrics_port=0,
+        max_wait_ms=10,
+        session_timeout_ms=6000,
+        commit_interval_ms=100,
     )
     produce(broker.bootstrap_servers, in_topic, [(k.encode(), v, h) for k, v, h, _ in CASES])
     expected_dlq = {k: outcome for k, _, _, outcome in CASES if outcome not in ("scored", "skipped")}

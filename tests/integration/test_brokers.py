@@ -32,9 +32,7 @@ def test_produce_consume_commit_resume(broker: Any, topic_factory: Callable[...,
 
     topic = topic_factory(broker, partitions=PARTITIONS)
 
-    producer = Producer(
-        {"bootstrap.servers": broker.bootstrap_servers, "acks": "all", "enable.idempotence": True}
-    )
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "acks": "all", "enable.idempotence": True})
     delivered: list[tuple[int, int]] = []
     errors: list[str] = []
 

@@ -113,9 +113,7 @@ def test_two_workers_sigkill_and_restart_lose_nothing(
         workers[0].wait_ready()
         trickle.join(120)
         total = FIRST_WAVE + SECOND_WAVE
-        everything = read_topic(
-            broker.bootstrap_servers, out_topic, lambda r: len(scored_ids(r)) >= total, 240
-        )
+        everything = read_topic(broker.bootstrap_servers, out_topic, lambda r: len(scored_ids(r)) >= total, 240)
         ids = scored_ids(everything)
         missing = {f"msg-{i:05d}" for i in range(total)} - set(ids)
         assert not missing, f"{len(missing)} ids lost, e.g. {sorted(missing)[:5]}"

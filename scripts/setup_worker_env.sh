@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create/refresh the worker environment (.venv, Python 3.11, TF 2.21 CPU) — idempotent and quick when done.
+# tensorflow-text is installed with --no-deps: its metadata asks for the 545 MB `tensorflow` wheel, while it
+# runs fine on `tensorflow-cpu` (see README, "Environments").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON311:-python3.11}
+stamp="$VENV/.setup-stamp"
+want=$(cat pyproject.toml scripts/setup_worker_env.sh | sha256sum | cut -c1-16)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
+fi
+echo "==> setting up worker environment in $VENV (Python 3.11, TensorFlow 2.21 CPU; first time: a few minutes)" >&2
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv==0.13.9"
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e ".[worker,dev]"
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps "tensorflow-text==2.21.1"
+"$VENV/bin/python" -c "import tensorflow_text, confluent_kafka, fastavro" 2>/dev/null
+echo "$want" > "$stamp"
+echo "==> worker environment ready" >&2
