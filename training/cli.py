@@ -1,0 +1,250 @@
+"""Command line of the training pipeline (run with the training environment's Python)::
+
+    .venv-train/bin/python -m training.cli train --profile demo --data rotten_tomatoes \\
+        --model-base models/sentiment --work-dir runs/demo
+
+Steps: prepare the data splits -> export the MiniLM encoder as a TF-Hub SavedModel (cached) -> run the TFX
+pipeline with LocalDagRunner (progress per component and per epoch) -> write the run report.  The last line
+printed is the pushed model directory ``<model-base>/<version>``.
+
+Exit codes: 0 pushed; 2 data validation failed; 3 model not blessed (nothing pushed); 1 other errors.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse
+import json
+import logging
+import pathlib
+import re
+import sys
+import time
+
+log = logging.getLogger("training.cli")
+
+_COMPONENT_RE = re.compile(r"^Component (\S+) is (running|finished)")
+
+
+class _ProgressHandler(logging.Handler):
+    """Shows component start/finish lines from TFX, our own INFO logs and errors; hides the rest."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.started: dict[str, float] = {}
+        self.t0 = time.time()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+        except Exception:
+            return
+        m = _COMPONENT_RE.match(msg)
+        elapsed = f"{time.time() - self.t0:6.0f}s"
+        if m:
+            name, what = m.group(1), m.group(2)
+            if what == "running":
+                self.started[name] = time.time()
+                print(f"[{elapsed}] >> {name} ...", flush=True)
+            else:
+                took = time.time() - self.started.get(name, time.time())
+                print(f"[{elapsed}] ok {name} ({took:.0f}s)", flush=True)
+        elif record.name.startswith("training") or record.levelno >= logging.ERROR:
+            print(f"[{elapsed}] {record.levelname.lower()}: {msg}", flush=True)
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(_ProgressHandler())
+    root.setLevel(logging.INFO)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.INFO)
+        logging.getLogger("absl").propagate = True
+    except ImportError:
+        pass
+
+
+def _versions(base: pathlib.Path) -> list[int]:
+    if not base.exists():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _find_error(exc: BaseException, cls_name: str) -> BaseException | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__name__ == cls_name or cls_name in str(exc):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _latest_artifact_dir(pipeline_root: pathlib.Path, component: str, output: str) -> pathlib.Path | None:
+    d = pipeline_root / component / output
+    if not d.exists():
+        return None
+    runs = sorted((p for p in d.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    return runs[-1] if runs else None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _setup_logging()
+    from training import data as data_lib
+    from training import encoder_export, profiles
+    from training import pipeline as pipeline_lib
+    from training.runners import local_runner
+
+    prof = profiles.get_profile(args.profile)
+    work = pathlib.Path(args.work_dir).resolve()
+    model_base = pathlib.Path(args.model_base).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    print(f"== training profile '{prof.name}' on data '{args.data}' (work dir {work})", flush=True)
+
+    print("== preparing data splits", flush=True)
+    data_root = data_lib.prepare(args.data, work / "data", seed=prof.seed, max_examples=prof.max_examples,
+                                 tfds_data_dir=args.tfds_data_dir)
+    counts = json.loads((pathlib.Path(data_root) / "splits.json").read_text())["counts"]
+    print(f"   {data_root}: {counts}", flush=True)
+
+    if args.encoder:
+        encoder_path = args.encoder
+        print(f"== using encoder {encoder_path}", flush=True)
+    else:
+        n = prof.num_layers or 6
+        print(f"== exporting MiniLM encoder ({n} layers) as TF-Hub SavedModel", flush=True)
+        encoder_path = encoder_export.export_encoder(work / "encoders" / f"minilm-l6-v2-L{n}", prof.num_layers)
+    vocab = encoder_export.vocab_path(encoder_path)
+
+    beam_args = list(pipeline_lib.DEFAULT_BEAM_ARGS) if not args.beam_arg else list(args.beam_arg)
+    pipe = pipeline_lib.create_pipeline(
+        pipeline_name=f"sentiment-scorer-{prof.name}",
+        pipeline_root=str(work / "pipeline_root"),
+        data_root=data_root,
+        encoder_path=encoder_path,
+        vocab_file=vocab,
+        serving_model_dir=str(model_base),
+        train_steps=prof.train_steps,
+        eval_steps=prof.eval_steps,
+        max_seq_length=prof.max_seq_length,
+        batch_size=prof.batch_size,
+        epochs=prof.epochs,
+        learning_rate=prof.learning_rate,
+        warmup_fraction=prof.warmup_fraction,
+        weight_decay=prof.weight_decay,
+        early_stopping_patience=prof.early_stopping_patience,
+        seed=prof.seed,
+        accuracy_lower_bound=prof.accuracy_lower_bound,
+        regression_delta=prof.regression_delta,
+        metadata_path=str(work / "metadata.sqlite"),
+        beam_pipeline_args=beam_args,
+    )
+    before = set(_versions(model_base))
+    print(f"== running TFX pipeline ({len(pipe.components)} components, beam args {beam_args})", flush=True)
+    t_pipe = time.time()
+    try:
+        local_runner.run(pipe)
+    except Exception as exc:
+        dv = _find_error(exc, "DataValidationError")
+        if dv is not None:
+            text = str(dv)
+            text = text[text.find("Data validation failed"):] if "Data validation failed" in text else text
+            print(f"\nERROR: the run stopped at data validation.\n{text}", file=sys.stderr, flush=True)
+            return 2
+        raise
+    pipeline_seconds = time.time() - t_pipe
+    pipeline_root = work / "pipeline_root"
+    blessing_dir = _latest_artifact_dir(pipeline_root, "Evaluator", "blessing")
+    blessed = blessing_dir is not None and (blessing_dir / "BLESSED").exists()
+    new = sorted(set(_versions(model_base)) - before)
+    print(f"== pipeline finished in {pipeline_seconds:.0f}s; model {'BLESSED' if blessed else 'NOT blessed'}",
+          flush=True)
+    pushed = model_base / str(new[-1]) if new else None
+    if not args.no_report:
+        from training import report
+
+        print("== writing report", flush=True)
+        report_path = report.write_report(
+            work_dir=work, pipeline_root=pipeline_root, data_root=pathlib.Path(data_root), profile=prof,
+            data_spec=args.data, pushed_dir=pushed, blessed=blessed, pipeline_seconds=pipeline_seconds,
+            total_seconds=time.time() - t_start, command=" ".join(["python -m training.cli", *sys.argv[1:]]),
+            out_dir=pathlib.Path(args.report_dir) if args.report_dir else None)
+        print(f"   report: {report_path}", flush=True)
+    if pushed is None:
+        print("ERROR: the model was not blessed by the Evaluator; nothing was pushed.", file=sys.stderr)
+        return 3
+    print(f"== done in {time.time() - t_start:.0f}s; pushed model:", flush=True)
+    print(pushed, flush=True)
+    return 0
+
+
+def cmd_export_encoder(args: argparse.Namespace) -> int:
+    from training import encoder_export
+
+    print(encoder_export.export_encoder(args.output_dir, args.num_layers, overwrite=args.overwrite))
+    return 0
+
+
+def cmd_compile_kfp(args: argparse.Namespace) -> int:
+    from training.runners import kubeflow_v2_runner
+
+    kubeflow_v2_runner.compile_pipeline(args.output, args.pipeline_root, args.data_root, args.encoder,
+                                        args.model_base, args.profile, args.image, args.beam_arg)
+    print(args.output)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training import profiles
+
+    ap = argparse.ArgumentParser(prog="python -m training.cli", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="run the TFX pipeline and push a model")
+    t.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
+    t.add_argument("--data", default="rotten_tomatoes",
+                   help="rotten_tomatoes | csv:PATH | jsonl:PATH | tfds[:NAME] (default: rotten_tomatoes)")
+    t.add_argument("--model-base", required=True, help="model repository; the model is pushed to BASE/<version>")
+    t.add_argument("--work-dir", required=True, help="pipeline root, ML Metadata (SQLite), caches, reports")
+    t.add_argument("--encoder", default=None,
+                   help="existing TF-Hub BERT encoder dir (with assets/vocab.txt); default: export MiniLM")
+    t.add_argument("--tfds-data-dir", default=None)
+    t.add_argument("--beam-arg", action="append", default=None,
+                   help="Beam pipeline arg (repeatable), e.g. --beam-arg=--runner=FlinkRunner; "
+                        "default: in-memory DirectRunner with 1 worker")
+    t.add_argument("--report-dir", default=None, help="where to write the report (default WORK/reports/VERSION)")
+    t.add_argument("--no-report", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export-encoder", help="export the MiniLM weights as a TF-Hub SavedModel")
+    e.add_argument("output_dir")
+    e.add_argument("--num-layers", type=int, default=None)
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(func=cmd_export_encoder)
+
+    k = sub.add_parser("compile-kfp", help="compile the pipeline to a Kubeflow Pipelines v2 / Vertex JSON spec")
+    k.add_argument("--output", default="sentiment_scorer_pipeline.json")
+    k.add_argument("--pipeline-root", default="gs://YOUR-BUCKET/pipeline_root")
+    k.add_argument("--data-root", default="gs://YOUR-BUCKET/data/rotten_tomatoes")
+    k.add_argument("--encoder", default="gs://YOUR-BUCKET/encoders/minilm-l6")
+    k.add_argument("--model-base", default="gs://YOUR-BUCKET/serving_model")
+    k.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
+    k.add_argument("--image", default="gcr.io/YOUR-PROJECT/sentiment-scorer-training:latest")
+    k.add_argument("--beam-arg", action="append", default=None)
+    k.set_defaults(func=cmd_compile_kfp)
+
+    args = ap.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
