@@ -83,17 +83,18 @@ def load_table(path: str, kind: str) -> pd.DataFrame:
     raise ValueError(kind)
 
 
-def load_tfds(name: str = "imdb_reviews", data_dir: str | None = None) -> pd.DataFrame:
-    """All splits of a TFDS (text, label) data set; our own seeded split is applied afterwards."""
+def load_tfds(name: str = "imdb_reviews", data_dir: str | None = None,
+              splits: tuple[str, ...] = ("train", "test")) -> pd.DataFrame:
+    """The labelled splits of a TFDS (text, label) data set, pooled; our own seeded split is applied afterwards.
+
+    (imdb_reviews' ``unsupervised`` split has no labels and is not used.)  Downloads and prepares the data set
+    into ``data_dir`` on first use, as TFDS does.
+    """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare()
     rows = []
-    for split in builder.info.splits:
-        if split.startswith("unsupervised"):
-            continue  # imdb_reviews' unlabelled split
-        for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+    for ds in tfds.load(name, split=list(splits), data_dir=data_dir, download=True):
+        for ex in tfds.as_numpy(ds):
             text = ex["text"]
             rows.append({"text": text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text),
                          "label": int(ex["label"])})

@@ -238,8 +238,8 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
         f"{profile.accuracy_lower_bound} and no drop > {profile.regression_delta} vs the latest blessed model)",
         f"- training wall time (Trainer fit): {summary.get('train_seconds', float('nan')):.0f} s "
         f"({summary.get('epochs_run', '?')} epochs x {summary.get('steps_per_epoch', '?')} steps); "
-        f"whole pipeline {pipeline_seconds:.0f} s; whole command incl. data prep and this report "
-        f"{total_seconds + 0:.0f} s+",
+        f"whole TFX pipeline {pipeline_seconds:.0f} s; data prep + encoder export + pipeline "
+        f"{total_seconds:.0f} s (this report's scoring not included)",
         "",
         "Reproduce:",
         "",
