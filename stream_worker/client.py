@@ -90,6 +90,8 @@ def score_consumer(bootstrap_servers: str, topic: str, from_beginning: bool = Tr
             "group.id": f"scorer-tail-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             "enable.auto.commit": False,
+            # tansu completes a first group join after about half the session timeout: keep it short.
+            "session.timeout.ms": 6000,
         }
     )
     consumer.subscribe([topic])
