@@ -154,7 +154,7 @@ def _stream(bootstrap: str, texts: list[str]) -> int:
                 scored_at = record["scored_at"].timestamp()
                 latencies.append(max(0.0, scored_at - sent_at))
                 last_scored = max(last_scored, scored_at)
-                last_rows = ([(record["id"], record["label"], record["score"])] + last_rows)[:8]
+                last_rows = ([(record["id"], record["label"], record["score"]), *last_rows])[:8]
             dead += sum(1 for m in dlq_consumer.consume(num_messages=100, timeout=0.05) if not m.error())
             live.update(_table(len(ids), len(items), dead, labels, last_rows, time.time() - started))
     elapsed = time.time() - started

@@ -1,9 +1,8 @@
 """The exported TF-Hub encoder reproduces an independent numpy forward pass of the MiniLM weights (1e-4)."""
 
 import numpy as np
-import pytest
-
 import numpy_bert
+import pytest
 
 SENTENCES = [
     "This movie was absolutely wonderful, I loved every minute of it.",
