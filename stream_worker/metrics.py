@@ -61,6 +61,9 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.assigned_partitions = Gauge(
+            "scorer_assigned_partitions", "Input partitions this worker owns now.", registry=r
+        )
         self.model_info = Gauge("scorer_model_info", "Loaded model version.", ["version"], registry=r)
         self.warmup_seconds = Gauge("scorer_warmup_seconds", "Time of the maximum-size warm-up batch.", registry=r)
         self.ready = False

@@ -170,6 +170,7 @@ class Worker:
             self.committer.commit(asynchronous=False, partitions=parts)
 
     def _on_assign(self, partitions: list[TopicPartition]) -> None:
+        self.metrics.assigned_partitions.inc(len(partitions))
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
 
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
@@ -177,6 +178,7 @@ class Worker:
         log.info("partitions revoked: finishing in-flight work", extra={"partitions": _names(partitions)})
         self._finish(keys)
         self.tracker.forget(keys)
+        self.metrics.assigned_partitions.dec(len(keys))
         for topic, partition in keys:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(topic, str(partition))
@@ -186,6 +188,7 @@ class Worker:
         log.warning("partitions lost: their uncommitted work will be redone", extra={"partitions": _names(partitions)})
         self.batcher.drain(keys)  # another worker owns them now; drop what waits
         self.tracker.forget(keys)
+        self.metrics.assigned_partitions.dec(len(keys))
 
     def _on_lag(self, topic: str, partition: int, lag: int) -> None:
         self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)

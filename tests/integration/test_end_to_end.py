@@ -50,6 +50,16 @@ def _trickle(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, None
         time.sleep(0.25)
 
 
+def _wait_until_both_own_partitions(workers: list[WorkerProcess], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        owned = [metric_value(http_get(w.port, "/metrics")[1], "scorer_assigned_partitions") for w in workers]
+        if all(n > 0 for n in owned) and sum(owned) == 6:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"partitions not spread over both workers: {owned}")
+
+
 def scored_ids(records: list[Record]) -> Counter[str]:
     schema = load_schema(OUTPUT_SCHEMA)
     ids: Counter[str] = Counter()
@@ -88,6 +98,7 @@ def test_two_workers_sigkill_and_restart_lose_nothing(
         for w in workers:
             w.wait_ready()
             assert http_get(w.port, "/healthz")[0] == 200
+        _wait_until_both_own_partitions(workers)
 
         # Wave 1: both workers, no failure. Counters must match the output topic exactly.
         produce(broker.bootstrap_servers, in_topic, make_messages(0, FIRST_WAVE, rng))

@@ -29,7 +29,8 @@ def test_pushed_model_scores_equal_training_env_reference():
     assert versions, f"no integer model version under {base}: {HINT}"
     ref = json.loads(ref_path.read_text())
     assert ref["version"] == versions[-1], (
-        f"reference scores are for version {ref['version']} but the newest pushed version is {versions[-1]}: {HINT}")
+        f"reference scores are for version {ref['version']} but the newest pushed version is {versions[-1]}: {HINT}"
+    )
     texts, expected = ref["texts"], np.asarray(ref["scores"], dtype=np.float32)
     assert len(texts) >= 32
 
