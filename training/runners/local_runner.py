@@ -10,6 +10,7 @@ Beam components run on Beam's DirectRunner in-process by default (``--direct_run
 from __future__ import annotations
 
 import logging
+import sys
 
 from tfx import v1 as tfx
 
@@ -17,4 +18,11 @@ log = logging.getLogger(__name__)
 
 
 def run(pipeline: tfx.dsl.Pipeline) -> None:
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    # TFX's Beam executors parse absl flags from sys.argv + beam args; hide the host program's own argv
+    # (e.g. pytest's "-v -p ...", which absl would read as --verbosity) while the pipeline runs.
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    finally:
+        sys.argv = saved
