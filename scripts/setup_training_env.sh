@@ -29,9 +29,13 @@ find_uv() {
   for c in "$REPO/.venv/bin/uv" "$HOME/.local/bin/uv" "$REPO/.cache/uv-bootstrap/bin/uv"; do
     [[ -x "$c" ]] && { echo "$c"; return; }
   done
-  # Bootstrap uv from PyPI into a private venv using whatever python3 exists.
+  # Bootstrap uv from PyPI into a private venv using whatever python3 exists
+  # (on Debian, `python3 -m venv` needs the python3-venv package: apt-get install python3-venv).
   log "uv not found; installing it from PyPI into .cache/uv-bootstrap"
-  python3 -m venv "$REPO/.cache/uv-bootstrap" >&2
+  if ! python3 -m venv "$REPO/.cache/uv-bootstrap" >&2; then
+    log "python3 -m venv failed; on Debian/Ubuntu run: apt-get install -y python3-venv"
+    exit 1
+  fi
   "$REPO/.cache/uv-bootstrap/bin/pip" install -q uv >&2
   echo "$REPO/.cache/uv-bootstrap/bin/uv"
 }
@@ -47,7 +51,9 @@ find_python310() {
   for c in "$HOME/.pyenv/versions/"3.10*/bin/python3.10; do
     [[ -x "$c" ]] && { echo "$c"; return; }
   done
-  # Debian 12 ships only 3.11: let uv fetch a managed CPython 3.10 build.
+  # Debian 12 ships only 3.11 and has no python3.10 package: let uv fetch a managed CPython 3.10
+  # (python-build-standalone, downloaded from GitHub unless UV_PYTHON_INSTALL_MIRROR points elsewhere).
+  # Where only PyPI is reachable, install 3.10 another way (e.g. pyenv from a source mirror) and set PYTHON310.
   log "no python3.10 found; asking uv for a managed CPython 3.10"
   "$UV" python install 3.10 >&2
   "$UV" python find 3.10
