@@ -176,7 +176,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         report_path = report.write_report(
             work_dir=work, pipeline_root=pipeline_root, data_root=pathlib.Path(data_root), profile=prof,
             data_spec=args.data, pushed_dir=pushed, blessed=blessed, pipeline_seconds=pipeline_seconds,
-            total_seconds=time.time() - t_start, command=" ".join(["python -m training.cli", *sys.argv[1:]]),
+            total_seconds=time.time() - t_start,
+            command=" ".join([".venv-train/bin/python -m training.cli", *sys.argv[1:]]),
             out_dir=pathlib.Path(args.report_dir) if args.report_dir else None)
         print(f"   report: {report_path}", flush=True)
     if pushed is None:

@@ -2,7 +2,7 @@
 
 ci      -- for the test suite: a small data subset, first 2 encoder layers, short sequences, a few dozen steps.
 demo    -- for the README's first command (about 5 minutes on 2 cores): the full 6-layer encoder, short training.
-default -- the real model: full encoder, about one epoch over the Rotten Tomatoes training split (<= 20 min).
+default -- the real model: full encoder, about one pass over the Rotten Tomatoes training split (<= 20 min).
 """
 
 from __future__ import annotations

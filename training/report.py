@@ -152,10 +152,15 @@ def _tfma_section(pipeline_root: pathlib.Path) -> list[str]:
         return ["(no Evaluator output found)"]
     lines = []
     try:
-        result = tfma.load_eval_result(str(d))
+        try:  # with a baseline (latest blessed model) the Evaluator names the models candidate/baseline
+            result = tfma.load_eval_result(str(d), model_name="candidate")
+            if not result.slicing_metrics:
+                raise ValueError("no candidate metrics")
+        except Exception:
+            result = tfma.load_eval_result(str(d))
         wanted = ("example_count", "binary_accuracy", "auc", "calibration", "mean_label", "mean_prediction")
         lines += ["| slice | " + " | ".join(wanted) + " |", "|---" * (len(wanted) + 1) + "|"]
-        for slice_key, metrics in result.slicing_metrics:
+        for slice_key, metrics in sorted(result.slicing_metrics, key=lambda sm: (len(sm[0]), str(sm[0]))):
             values = metrics.get("", {}).get("", {})
             name = ", ".join(f"{k}={v}" for k, v in slice_key) or "overall"
 
@@ -173,7 +178,12 @@ def _tfma_section(pipeline_root: pathlib.Path) -> list[str]:
         lines.append(f"TFMA validation ok (blessing thresholds met): **{vr.validation_ok}**")
         for f in vr.metric_validations_per_slice:
             for failure in f.failures:
-                lines.append(f"- failed: {failure.metric_key.name}: {failure.message}")
+                key = failure.metric_key
+                which = " vs baseline (change)" if key.is_diff else ""
+                slice_txt = str(f.slice_key).replace("\n", " ").strip() or "overall"
+                lines.append(f"- failed on slice [{slice_txt}]: {key.name}{which} = "
+                             f"{failure.metric_value.double_value.value:.4f}; threshold "
+                             f"{str(failure.metric_threshold).strip()}".replace("\n", " "))
     except Exception as exc:
         lines.append(f"(could not load validation result: {exc})")
     return lines
