@@ -33,9 +33,9 @@ class Record:
 
 
 def read_topic(
-    bootstrap: str, topic: str, until: Callable[[list[Record]], bool], timeout_s: float = 60.0
+    bootstrap: str, topic: str, until: Callable[[list[Record]], bool], timeout_s: float = 60.0, linger_s: float = 0.0
 ) -> list[Record]:
-    """Read ``topic`` from the start until ``until(records)`` holds or the timeout passes."""
+    """Read ``topic`` from the start until ``until(records)`` holds (then ``linger_s`` more) or the timeout passes."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -54,6 +54,13 @@ def read_topic(
                 if msg.error():
                     continue
                 records.append(Record(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset()))
+        linger_end = time.monotonic() + linger_s
+        while linger_s and time.monotonic() < linger_end:
+            for msg in consumer.consume(num_messages=1000, timeout=0.2):
+                if not msg.error():
+                    records.append(
+                        Record(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset())
+                    )
     finally:
         consumer.close()
     return records
