@@ -57,9 +57,7 @@ def fetch_kafka_libs() -> Path:
     override = os.environ.get("KAFKA_LIBS_DIR")
     if override:
         return Path(override)
-    proc = subprocess.run(
-        ["bash", str(FETCH_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
-    )
+    proc = subprocess.run(["bash", str(FETCH_SCRIPT)], capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"scripts/fetch_kafka.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
@@ -220,9 +218,7 @@ class KafkaBroker:
             assert self._proc is not None
             code = self._proc.poll()
             if code is not None:
-                raise RuntimeError(
-                    f"Kafka exited with code {code} during startup; log tail:\n{self.log_tail()}"
-                )
+                raise RuntimeError(f"Kafka exited with code {code} during startup; log tail:\n{self.log_tail()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
                     pass

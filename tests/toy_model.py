@@ -25,9 +25,7 @@ def build_toy_model(base: Path, version: int = 1) -> Path:
     class ToySentiment(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            init = tf.lookup.KeyValueTensorInitializer(
-                tf.constant(vocab), tf.range(len(vocab), dtype=tf.int64)
-            )
+            init = tf.lookup.KeyValueTensorInitializer(tf.constant(vocab), tf.range(len(vocab), dtype=tf.int64))
             self.table = tf.lookup.StaticVocabularyTable(init, num_oov_buckets=1)
             self.tokenizer = tf_text.BertTokenizer(self.table, token_out_type=tf.int64, lower_case=True)
             self.weights = tf.Variable(weights, dtype=tf.float32, trainable=False)
