@@ -12,7 +12,7 @@ setup:
 	bash scripts/setup_worker_env.sh
 
 lint: setup
-	.venv/bin/ruff check stream_worker tests --exclude tests/training
+	.venv/bin/ruff check stream_worker tests bench examples --exclude tests/training
 	.venv/bin/mypy stream_worker
 
 broker: setup

@@ -10,7 +10,7 @@ export SCORER_TEST_NO_SKIP=1
 status=0
 bash scripts/setup_worker_env.sh || exit 1
 echo "==> lint: ruff + mypy" >&2
-.venv/bin/ruff check stream_worker tests --exclude tests/training || status=1
+.venv/bin/ruff check stream_worker tests bench examples --exclude tests/training || status=1
 .venv/bin/mypy stream_worker || status=1
 if [[ -x scripts/test_training.sh ]]; then
   echo "==> training tests (Python 3.10, TFX 1.16)" >&2
