@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
+from stream_worker.avro import INPUT_SCHEMA, AvroEncoder, load_schema
 from stream_worker.settings import Settings
 from stream_worker.worker import Worker
 
@@ -87,6 +88,31 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes
         producer.poll(0)
     assert producer.flush(30) == 0
     assert not errors, errors
+
+
+def worker_settings(
+    broker: Any, topic_factory: Callable[..., str], model_dir: Path, partitions: int = 1, **overrides: Any
+) -> Settings:
+    """Fresh uuid input/output/dead-letter topics on ``broker`` and worker settings that use them."""
+    in_topic = topic_factory(broker, partitions=partitions)
+    out_topic, dlq_topic = topic_factory(broker, partitions=partitions), topic_factory(broker)
+    values: dict[str, Any] = {
+        "bootstrap_servers": broker.bootstrap_servers,
+        "input_topic": in_topic,
+        "output_topic": out_topic,
+        "dead_letter_topic": dlq_topic,
+        "group_id": f"g-{in_topic}",
+        "model_dir": model_dir,
+        "metrics_port": 0,
+        "session_timeout_ms": 6000,
+    }
+    return Settings(**{**values, **overrides})
+
+
+def avro_messages(records: list[dict[str, Any]]) -> list[tuple[bytes, bytes, None]]:
+    """Input records encoded with the input schema, keyed by their id."""
+    encode = AvroEncoder(load_schema(INPUT_SCHEMA))
+    return [(str(r["id"]).encode(), encode(r), None) for r in records]
 
 
 class WorkerThread:

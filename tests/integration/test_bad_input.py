@@ -18,8 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_worker.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, load_schema
-from stream_worker.settings import Settings
-from tests.harness import WorkerThread, produce, read_topic
+from tests.harness import WorkerThread, produce, read_topic, worker_settings
 from tests.toy_model import POISON
 
 pytestmark = pytest.mark.integration
@@ -122,19 +121,8 @@ CASES: list[tuple[str, bytes | None, list[tuple[str, bytes]] | None, str]] = [
 def test_bad_input_is_dead_lettered_and_scoring_goes_on(
     broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    in_topic, out_topic, dlq_topic = (topic_factory(broker, partitions=1) for _ in range(3))
-    settings = Settings(
-        bootstrap_servers=broker.bootstrap_servers,
-        input_topic=in_topic,
-        output_topic=out_topic,
-        dead_letter_topic=dlq_topic,
-        group_id=f"g-{in_topic}",
-        model_dir=toy_model_dir,
-        metrics_port=0,
-        max_wait_ms=10,
-        session_timeout_ms=6000,
-        commit_interval_ms=100,
-    )
+    settings = worker_settings(broker, topic_factory, toy_model_dir, max_wait_ms=10, commit_interval_ms=100)
+    in_topic, out_topic, dlq_topic = settings.input_topic, settings.output_topic, settings.dead_letter_topic
     produce(broker.bootstrap_servers, in_topic, [(k.encode(), v, h) for k, v, h, _ in CASES])
     expected_dlq = {k: outcome for k, _, _, outcome in CASES if outcome not in ("scored", "skipped")}
     expected_scored = {k for k, _, _, outcome in CASES if outcome == "scored"}

@@ -11,24 +11,14 @@ from typing import Any
 
 import pytest
 
-from stream_worker.settings import Settings
-from tests.harness import REPO, WorkerThread
+from tests.harness import REPO, WorkerThread, worker_settings
 
 pytestmark = pytest.mark.integration
 
 
 def test_plain_confluent_fastavro_client(broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path) -> None:
-    in_topic, out_topic, dlq_topic = (topic_factory(broker, partitions=2) for _ in range(3))
-    settings = Settings(
-        bootstrap_servers=broker.bootstrap_servers,
-        input_topic=in_topic,
-        output_topic=out_topic,
-        dead_letter_topic=dlq_topic,
-        group_id=f"g-{in_topic}",
-        model_dir=toy_model_dir,
-        metrics_port=0,
-        session_timeout_ms=6000,
-    )
+    settings = worker_settings(broker, topic_factory, toy_model_dir, partitions=2)
+    in_topic, out_topic = settings.input_topic, settings.output_topic
     with WorkerThread(settings):
         result = subprocess.run(
             [

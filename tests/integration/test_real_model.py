@@ -17,11 +17,10 @@ import fastavro
 import numpy as np
 import pytest
 
-from stream_worker.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, load_schema
+from stream_worker.avro import OUTPUT_SCHEMA, load_schema
 from stream_worker.demo import load_reviews
 from stream_worker.score import Scorer, latest_version
-from stream_worker.settings import Settings
-from tests.harness import REPO, WorkerThread, produce, read_topic
+from tests.harness import REPO, WorkerThread, avro_messages, produce, read_topic, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -39,27 +38,15 @@ def test_worker_scores_with_the_pushed_model(kafka_broker: Any, topic_factory: C
     assert base.is_dir(), f"no pushed model under {base}: run scripts/test_training.sh first"
     version, _ = latest_version(base)
     texts = load_reviews(120) + EDGE_TEXTS
-    in_topic = topic_factory(kafka_broker, partitions=2)
-    out_topic, dlq_topic = topic_factory(kafka_broker), topic_factory(kafka_broker)
-    schema = load_schema(INPUT_SCHEMA)
-    messages = []
-    for i, text in enumerate(texts):
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, schema, {"id": str(i), "text": text})
-        messages.append((str(i).encode(), buf.getvalue(), None))
-    settings = Settings(
-        bootstrap_servers=kafka_broker.bootstrap_servers,
-        input_topic=in_topic,
-        output_topic=out_topic,
-        dead_letter_topic=dlq_topic,
-        group_id=f"g-{in_topic}",
-        model_dir=base,
-        metrics_port=0,
-        max_wait_ms=200,
-        max_sequence_tokens=64,
-        token_budget=1024,
+    settings = worker_settings(
+        kafka_broker, topic_factory, base, partitions=2, max_wait_ms=200, max_sequence_tokens=64, token_budget=1024
     )
-    produce(kafka_broker.bootstrap_servers, in_topic, messages)
+    in_topic, out_topic = settings.input_topic, settings.output_topic
+    produce(
+        kafka_broker.bootstrap_servers,
+        in_topic,
+        avro_messages([{"id": str(i), "text": t} for i, t in enumerate(texts)]),
+    )
     with WorkerThread(settings) as worker:
         out = read_topic(kafka_broker.bootstrap_servers, out_topic, lambda r: len(r) >= len(texts), 300)
         scorer = worker.worker.scorer

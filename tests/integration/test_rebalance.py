@@ -17,9 +17,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from stream_worker.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, load_schema
-from stream_worker.settings import Settings
-from tests.harness import WorkerThread, produce, read_topic
+from stream_worker.avro import OUTPUT_SCHEMA, load_schema
+from tests.harness import WorkerThread, avro_messages, produce, read_topic, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -29,25 +28,10 @@ TOTAL = 1500
 def test_join_and_graceful_leave_mid_stream(
     broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path
 ) -> None:
-    in_topic = topic_factory(broker, partitions=4)
-    out_topic, dlq_topic = topic_factory(broker, partitions=2), topic_factory(broker)
-    settings = Settings(
-        bootstrap_servers=broker.bootstrap_servers,
-        input_topic=in_topic,
-        output_topic=out_topic,
-        dead_letter_topic=dlq_topic,
-        group_id=f"g-{in_topic}",
-        model_dir=toy_model_dir,
-        metrics_port=0,
-        session_timeout_ms=6000,
-        commit_interval_ms=5000,  # rare periodic commits: only rebalance commits help
-    )
-    schema = load_schema(INPUT_SCHEMA)
-    messages = []
-    for i in range(TOTAL):
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, schema, {"id": str(i), "text": "good " * (i % 40 + 1)})
-        messages.append((str(i).encode(), buf.getvalue(), None))
+    # Rare periodic commits: only the commits made on revocation can prevent duplicates.
+    settings = worker_settings(broker, topic_factory, toy_model_dir, partitions=4, commit_interval_ms=5000)
+    in_topic, out_topic = settings.input_topic, settings.output_topic
+    messages = avro_messages([{"id": str(i), "text": "good " * (i % 40 + 1)} for i in range(TOTAL)])
 
     def trickle() -> None:
         for start in range(0, TOTAL, 50):
