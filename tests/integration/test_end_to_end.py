@@ -47,7 +47,7 @@ def _trickle(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, None
     """Publish in small chunks over several seconds, so that a kill lands mid-stream."""
     for start in range(0, len(messages), 50):
         produce(bootstrap, topic, messages[start : start + 50])
-        time.sleep(0.25)
+        time.sleep(0.4)
 
 
 def _wait_until_both_own_partitions(workers: list[WorkerProcess], timeout_s: float = 60.0) -> None:
@@ -84,7 +84,7 @@ def test_two_workers_sigkill_and_restart_lose_nothing(
         "SCORER_GROUP_ID": f"group-{in_topic}",
         "SCORER_MODEL_DIR": str(toy_model_dir),
         "SCORER_SESSION_TIMEOUT_MS": "6000",
-        "SCORER_COMMIT_INTERVAL_MS": "1000",
+        "SCORER_COMMIT_INTERVAL_MS": "5000",  # a wide uncommitted window: the kill forces real redo
         "SCORER_INFERENCE_THREADS": "1",
     }
     workers = [

@@ -34,9 +34,9 @@ def test_join_and_graceful_leave_mid_stream(
     messages = avro_messages([{"id": str(i), "text": "good " * (i % 40 + 1)} for i in range(TOTAL)])
 
     def trickle() -> None:
-        for start in range(0, TOTAL, 50):
-            produce(broker.bootstrap_servers, in_topic, messages[start : start + 50])
-            time.sleep(0.6)
+        for start in range(0, TOTAL, 25):
+            produce(broker.bootstrap_servers, in_topic, messages[start : start + 25])
+            time.sleep(0.5)
 
     feeder = threading.Thread(target=trickle, daemon=True)
     first = WorkerThread(settings).__enter__()
