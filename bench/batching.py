@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from stream_worker.batch import Pending, cut
+from stream_worker.batch import Batcher
 from stream_worker.consume import Incoming
 from stream_worker.decode import TextRecord
 from stream_worker.demo import load_reviews
@@ -31,14 +31,14 @@ from stream_worker.score import Scorer
 
 
 def plan(texts: list[str], batch: int, budget: int, window: int, max_tokens: int) -> list[list[str]]:
+    """The batches the worker's own guard and batcher cut from a backlog of ``texts`` (full windows)."""
     guard = Guard(1 << 20, max_tokens)
-    items = [Pending(Incoming("t", 0, i, None, b""), guard(TextRecord(str(i), t)), 0.0) for i, t in enumerate(texts)]
+    batcher = Batcher(batch, max_wait_ms=0, token_budget=budget, sort_window=window)
     batches: list[list[str]] = []
-    for start in range(0, len(items), batch * window):
-        chunk = items[start : start + batch * window]
-        if window > 1:
-            chunk = sorted(chunk, key=lambda p: p.tokens)
-        batches += [[p.checked.record.text for p in b] for b in cut(chunk, batch, budget)]
+    for i, text in enumerate(texts):
+        batcher.add(Incoming("t", 0, i, None, b""), guard(TextRecord(str(i), text)))
+        if len(batcher) >= batcher.window or i == len(texts) - 1:
+            batches += [[p.checked.record.text for p in b] for b in batcher.drain()]
     return batches
 
 

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -61,6 +62,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_serving(
+    proc: subprocess.Popen[bytes],
+    host: str,
+    port: int,
+    deadline: float,
+    name: str,
+    log_tail: Callable[[], str],
+    poll_s: float = 0.05,
+) -> None:
+    """Wait until a broker process accepts connections and serves metadata that lists a broker.
+
+    Raises ``RuntimeError`` if the process exits first and ``TimeoutError`` at ``deadline`` (monotonic clock),
+    both with the tail of the broker's log.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    bootstrap = f"{host}:{port}"
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise RuntimeError(f"{name} exited with code {code} during startup; log tail:\n{log_tail()}")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                pass
+            if AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3.0).brokers:
+                return
+            last_error = "metadata lists no brokers"
+        except Exception as exc:  # not listening yet, or metadata not served yet
+            last_error = repr(exc)
+        time.sleep(poll_s)
+    raise TimeoutError(
+        f"{name} did not answer on {bootstrap} in time (last error: {last_error}); log tail:\n{log_tail()}"
+    )
 
 
 class TansuBroker:
@@ -131,28 +168,9 @@ class TansuBroker:
             log.debug("tansu: %s", line)
 
     def _wait_ready(self) -> None:
-        from confluent_kafka.admin import AdminClient
-
+        assert self._proc is not None
         deadline = time.monotonic() + self.startup_timeout
-        last_error = "no attempt"
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            code = self._proc.poll()
-            if code is not None:
-                raise RuntimeError(f"tansu exited with code {code} during startup:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1.0):
-                    pass
-                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
-                admin.list_topics(timeout=2.0)
-                return
-            except Exception as exc:  # not listening yet, or metadata not served yet
-                last_error = repr(exc)
-            time.sleep(0.05)
-        raise TimeoutError(
-            f"tansu did not answer on {self.bootstrap_servers} within {self.startup_timeout:.0f}s "
-            f"(last error: {last_error}); output tail:\n{self.log_tail()}"
-        )
+        wait_until_serving(self._proc, self.host, self.port, deadline, "tansu", self.log_tail)
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self._proc = self._proc, None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from stream_worker.broker import free_port, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[1]
 FETCH_SCRIPT = REPO / "scripts" / "fetch_kafka.sh"
@@ -43,13 +44,6 @@ class ExternalBroker:
 
     def stop(self) -> None:
         pass
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fetch_kafka_libs() -> Path:
@@ -165,9 +159,9 @@ class KafkaBroker:
         self.libs_dir = libs
         java = _java()
         self.workdir = Path(tempfile.mkdtemp(prefix="kafka-test-"))
-        self.port, self.controller_port = _free_port(), _free_port()
+        self.port, self.controller_port = free_port(), free_port()
         while self.controller_port == self.port:
-            self.controller_port = _free_port()
+            self.controller_port = free_port()
         props = self.workdir / "server.properties"
         props.write_text(self._properties(self.workdir / "data"))
         log4j = self.workdir / "log4j2.properties"
@@ -210,30 +204,9 @@ class KafkaBroker:
         return self
 
     def _wait_ready(self, t0: float) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        deadline = t0 + self.startup_timeout
-        last_error = "no attempt"
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            code = self._proc.poll()
-            if code is not None:
-                raise RuntimeError(f"Kafka exited with code {code} during startup; log tail:\n{self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
-                    pass
-                md = AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=3.0)
-                if md.brokers:
-                    return
-                last_error = "metadata lists no brokers"
-            except Exception as exc:
-                last_error = repr(exc)
-            time.sleep(0.25)
-        raise TimeoutError(
-            f"Apache Kafka did not become ready on {self.bootstrap_servers} within "
-            f"{self.startup_timeout:.0f}s (last error: {last_error}); log {self.log_file}, tail:\n"
-            f"{self.log_tail()}"
-        )
+        assert self._proc is not None
+        name = f"Apache Kafka (log {self.log_file})"
+        wait_until_serving(self._proc, "127.0.0.1", self.port, t0 + self.startup_timeout, name, self.log_tail, 0.25)
 
     def stop(self, timeout: float = 30.0) -> None:
         proc, self._proc = self._proc, None

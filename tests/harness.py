@@ -48,16 +48,14 @@ def read_topic(
     )
     consumer.subscribe([topic])
     records: list[Record] = []
-    deadline = time.monotonic() + timeout_s
+    end, lingering = time.monotonic() + timeout_s, False
     try:
-        while time.monotonic() < deadline and not until(records):
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error():
-                    continue
-                records.append(Record(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset()))
-        linger_end = time.monotonic() + linger_s
-        while linger_s and time.monotonic() < linger_end:
-            for msg in consumer.consume(num_messages=1000, timeout=0.2):
+        while time.monotonic() < end:
+            if not lingering and until(records):
+                if not linger_s:
+                    break
+                end, lingering = time.monotonic() + linger_s, True
+            for msg in consumer.consume(num_messages=1000, timeout=0.2 if lingering else 0.5):
                 if not msg.error():
                     records.append(
                         Record(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset())
@@ -109,10 +107,11 @@ def worker_settings(
     return Settings(**{**values, **overrides})
 
 
-def avro_messages(records: list[dict[str, Any]]) -> list[tuple[bytes, bytes, None]]:
-    """Input records encoded with the input schema, keyed by their id."""
+def avro_messages(records: list[dict[str, Any]], keys: list[bytes] | None = None) -> list[tuple[bytes, bytes, None]]:
+    """Input records encoded with the input schema, keyed by ``keys`` (default: their ids)."""
     encode = AvroEncoder(load_schema(INPUT_SCHEMA))
-    return [(str(r["id"]).encode(), encode(r), None) for r in records]
+    keys = keys or [str(r["id"]).encode() for r in records]
+    return [(key, encode(r), None) for key, r in zip(keys, records, strict=True)]
 
 
 class WorkerThread:

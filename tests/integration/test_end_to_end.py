@@ -18,9 +18,9 @@ from typing import Any
 import fastavro
 import pytest
 
-from stream_worker.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, load_schema
+from stream_worker.avro import OUTPUT_SCHEMA, load_schema
 from stream_worker.broker import free_port
-from tests.harness import Record, WorkerProcess, http_get, metric_value, produce, read_topic
+from tests.harness import Record, WorkerProcess, avro_messages, http_get, metric_value, produce, read_topic
 from tests.toy_model import NEGATIVE, POSITIVE
 
 pytestmark = pytest.mark.integration
@@ -30,17 +30,17 @@ SECOND_WAVE = 1500
 
 
 def make_messages(start: int, count: int, rng: random.Random) -> list[tuple[bytes, bytes, None]]:
-    schema = load_schema(INPUT_SCHEMA)
     words = [*POSITIVE, *NEGATIVE, "plot", "actor", "scene", "the", "a", "movie", "and", "but"]
-    out = []
-    for i in range(start, start + count):
-        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 60)))
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(
-            buf, schema, {"id": f"msg-{i:05d}", "text": text, "produced_at": int(time.time() * 1000)}
-        )
-        out.append((f"key-{i:05d}".encode(), buf.getvalue(), None))
-    return out
+    now_ms = int(time.time() * 1000)
+    records = [
+        {
+            "id": f"msg-{i:05d}",
+            "text": " ".join(rng.choice(words) for _ in range(rng.randint(1, 60))),
+            "produced_at": now_ms,
+        }
+        for i in range(start, start + count)
+    ]
+    return avro_messages(records, keys=[f"key-{i:05d}".encode() for i in range(start, start + count)])
 
 
 def _trickle(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, None]]) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from stream_worker.avro import OUTPUT_SCHEMA, load_schema
 from stream_worker.demo import load_reviews
-from stream_worker.score import Scorer, latest_version
+from stream_worker.score import latest_version
 from tests.harness import REPO, WorkerThread, avro_messages, produce, read_topic, worker_settings
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def test_worker_scores_with_the_pushed_model(kafka_broker: Any, topic_factory: C
     decoded = [fastavro.schemaless_reader(io.BytesIO(r.value or b""), load_schema(OUTPUT_SCHEMA), None) for r in out]
     got = {int(r["id"]): r["score"] for r in decoded}
     assert sorted(got) == list(range(len(texts))), "every text must be scored exactly once"
-    direct = np.array([Scorer.__call__(scorer, [t])[0] for t in texts])
+    direct = np.array([scorer([t])[0] for t in texts])
     through_kafka = np.array([got[i] for i in range(len(texts))])
     assert np.max(np.abs(direct - through_kafka)) < 1e-5
     assert len({round(s, 3) for s in through_kafka}) > 10, "a real model gives varied scores"
