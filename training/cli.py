@@ -88,14 +88,6 @@ def _find_error(exc: BaseException, cls_name: str) -> BaseException | None:
     return None
 
 
-def _latest_artifact_dir(pipeline_root: pathlib.Path, component: str, output: str) -> pathlib.Path | None:
-    d = pipeline_root / component / output
-    if not d.exists():
-        return None
-    runs = sorted((p for p in d.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    return runs[-1] if runs else None
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     _setup_logging()
     from training import data as data_lib
@@ -163,7 +155,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise
     pipeline_seconds = time.time() - t_pipe
     pipeline_root = work / "pipeline_root"
-    blessing_dir = _latest_artifact_dir(pipeline_root, "Evaluator", "blessing")
+    from training.report import latest_artifact_dir
+
+    blessing_dir = latest_artifact_dir(pipeline_root, "Evaluator", "blessing")
     blessed = blessing_dir is not None and (blessing_dir / "BLESSED").exists()
     new = sorted(set(_versions(model_base)) - before)
     print(f"== pipeline finished in {pipeline_seconds:.0f}s; model {'BLESSED' if blessed else 'NOT blessed'}",
@@ -198,14 +192,13 @@ def cmd_export_encoder(args: argparse.Namespace) -> int:
 def cmd_compile_kfp(args: argparse.Namespace) -> int:
     from training.runners import kubeflow_v2_runner
 
-    kubeflow_v2_runner.compile_pipeline(args.output, args.pipeline_root, args.data_root, args.encoder,
-                                        args.model_base, args.profile, args.image, args.beam_arg)
-    print(args.output)
+    kubeflow_v2_runner.compile_from_args(args)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from training import profiles
+    from training.runners import kubeflow_v2_runner  # light: imports tfx only when compiling
 
     ap = argparse.ArgumentParser(prog="python -m training.cli", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -233,14 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     e.set_defaults(func=cmd_export_encoder)
 
     k = sub.add_parser("compile-kfp", help="compile the pipeline to a Kubeflow Pipelines v2 / Vertex JSON spec")
-    k.add_argument("--output", default="sentiment_scorer_pipeline.json")
-    k.add_argument("--pipeline-root", default="gs://YOUR-BUCKET/pipeline_root")
-    k.add_argument("--data-root", default="gs://YOUR-BUCKET/data/rotten_tomatoes")
-    k.add_argument("--encoder", default="gs://YOUR-BUCKET/encoders/minilm-l6")
-    k.add_argument("--model-base", default="gs://YOUR-BUCKET/serving_model")
-    k.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
-    k.add_argument("--image", default="gcr.io/YOUR-PROJECT/sentiment-scorer-training:latest")
-    k.add_argument("--beam-arg", action="append", default=None)
+    kubeflow_v2_runner.add_compile_args(k)
     k.set_defaults(func=cmd_compile_kfp)
 
     args = ap.parse_args(argv)

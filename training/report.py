@@ -26,7 +26,8 @@ from training.profiles import Profile
 log = logging.getLogger(__name__)
 
 
-def _latest(pipeline_root: pathlib.Path, component: str, output: str) -> pathlib.Path | None:
+def latest_artifact_dir(pipeline_root: pathlib.Path, component: str, output: str) -> pathlib.Path | None:
+    """Newest execution's output folder of ``component``/``output`` under a TFX pipeline root, or None."""
     d = pipeline_root / component / output
     if not d.exists():
         return None
@@ -119,7 +120,7 @@ def tfidf_baseline(train: tuple[list[str], np.ndarray], evals: tuple[list[str], 
 def _stats_section(pipeline_root: pathlib.Path) -> list[str]:
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    d = _latest(pipeline_root, "StatisticsGen", "statistics")
+    d = latest_artifact_dir(pipeline_root, "StatisticsGen", "statistics")
     if d is None:
         return ["(no statistics found)"]
     lines = ["| split | examples | mean label (share POSITIVE) | mean text length (chars) | length buckets |",
@@ -147,7 +148,7 @@ def _stats_section(pipeline_root: pathlib.Path) -> list[str]:
 def _tfma_section(pipeline_root: pathlib.Path) -> list[str]:
     import tensorflow_model_analysis as tfma
 
-    d = _latest(pipeline_root, "Evaluator", "evaluation")
+    d = latest_artifact_dir(pipeline_root, "Evaluator", "evaluation")
     if d is None:
         return ["(no Evaluator output found)"]
     lines = []
@@ -194,14 +195,14 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
                  total_seconds: float, command: str, out_dir: pathlib.Path | None = None) -> pathlib.Path:
     model_dir = pushed_dir
     if model_dir is None:  # not pushed: still describe the trained candidate
-        m = _latest(pipeline_root, "Trainer", "model")
+        m = latest_artifact_dir(pipeline_root, "Trainer", "model")
         model_dir = m / "Format-Serving" if m is not None else None
     version = pushed_dir.name if pushed_dir is not None else "unpushed"
     out = out_dir or (work_dir / "reports" / version)
     out.mkdir(parents=True, exist_ok=True)
 
     summary = {}
-    mr = _latest(pipeline_root, "Trainer", "model_run")
+    mr = latest_artifact_dir(pipeline_root, "Trainer", "model_run")
     if mr is not None and (mr / "training_summary.json").exists():
         summary = json.loads((mr / "training_summary.json").read_text())
 

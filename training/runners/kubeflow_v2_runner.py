@@ -13,9 +13,6 @@ import argparse
 import json
 import os
 
-from tfx import v1 as tfx
-
-from training import pipeline as pipeline_lib
 from training import profiles
 
 DEFAULT_IMAGE = "gcr.io/YOUR-PROJECT/sentiment-scorer-training:latest"
@@ -24,6 +21,10 @@ DEFAULT_IMAGE = "gcr.io/YOUR-PROJECT/sentiment-scorer-training:latest"
 def compile_pipeline(output_file: str, pipeline_root: str, data_root: str, encoder_path: str,
                      serving_model_dir: str, profile: str = "default", image: str = DEFAULT_IMAGE,
                      beam_pipeline_args: list[str] | None = None) -> dict:
+    from tfx import v1 as tfx
+
+    from training import pipeline as pipeline_lib
+
     p = profiles.get_profile(profile)
     pipe = pipeline_lib.create_pipeline(
         pipeline_name=f"sentiment-scorer-{p.name}",
@@ -56,8 +57,8 @@ def compile_pipeline(output_file: str, pipeline_root: str, data_root: str, encod
         return json.load(f)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Compile the training pipeline to a KFP v2 / Vertex JSON spec.")
+def add_compile_args(ap: argparse.ArgumentParser) -> None:
+    """The compile options, shared by this module's ``main`` and ``python -m training.cli compile-kfp``."""
     ap.add_argument("--output", default="sentiment_scorer_pipeline.json")
     ap.add_argument("--pipeline-root", default="gs://YOUR-BUCKET/pipeline_root")
     ap.add_argument("--data-root", default="gs://YOUR-BUCKET/data/rotten_tomatoes")
@@ -66,10 +67,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
     ap.add_argument("--image", default=DEFAULT_IMAGE)
     ap.add_argument("--beam-arg", action="append", default=None)
-    a = ap.parse_args(argv)
+
+
+def compile_from_args(a: argparse.Namespace) -> None:
     compile_pipeline(a.output, a.pipeline_root, a.data_root, a.encoder, a.model_base, a.profile, a.image,
                      a.beam_arg)
     print(a.output)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Compile the training pipeline to a KFP v2 / Vertex JSON spec.")
+    add_compile_args(ap)
+    compile_from_args(ap.parse_args(argv))
 
 
 if __name__ == "__main__":
