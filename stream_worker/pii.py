@@ -1,0 +1,373 @@
+"""PII stage: check that "anonymized" text really is, before it is scored (issue 11).
+
+``PiiScanner.scan(text)`` finds residual personal data; ``apply_policy`` turns findings into what the worker and the
+HTTP server do with a text (``off`` | ``flag`` | ``redact`` | ``reject``).  Findings carry only a kind and offsets; they
+are internal and must never be logged (the kinds, e.g. the ``scorer.pii.kinds`` header, may be).
+
+What is a finding (every candidate comes from a regular expression and must then pass a validator):
+
+* ``EMAIL``: ``local@domain.tld`` (Unicode letters allowed, TLD of 2+ letters).  Not findings: masked local parts
+  (``xxx@``, ``***@``), retina image names (``icon@2x.png``), and the reserved domains anonymizers use for
+  surrogates (RFC 2606/6761: ``example.com|net|org``, ``*.example``, ``*.test``, ``*.invalid``, ``*.localhost``).
+* ``PHONE``: ``phonenumbers.PhoneNumberMatcher`` with ``Leniency.VALID`` (a valid number for its region, with the
+  library's own rejection of dates, times and odd groupings), run only on phone-shaped windows of 7+ digits.  Numbers
+  written with ``+`` or ``00`` are international; national formats are tried for ``DEFAULT_REGIONS``.
+* ``CREDIT_CARD``: 13-19 digits, contiguous or in the printed groupings (4-4-4-4[-1..3], Amex 4-6-5, Diners 4-6-4),
+  first digit 2-6 (the major networks' IIN ranges), Luhn-valid (``stdnum.luhn``), not one repeated digit.
+* ``IBAN``: country code + check digits + BBAN, contiguous or in groups of four, upper case; validated with
+  ``stdnum.iban`` (mod-97 checksum and the country's BBAN length/format).
+* ``IP_ADDRESS``: dotted-quad IPv4 and IPv6 validated with ``ipaddress``.  Not findings: unspecified, loopback,
+  multicast, reserved (incl. netmasks such as 255.255.255.0) and documentation ranges (192.0.2.0/24,
+  198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32), IPv6 with fewer than three non-empty groups, and a dotted
+  quad right after ``v``/``version``/``ver``/``release``/``build``/``rev``/``firmware``/``patch`` (``v1.2.3.4`` is a
+  version, not an address).
+* ``URL_CREDENTIALS``: a ``scheme://`` URL with ``user:password@`` in its authority, or a query/fragment parameter
+  named like a secret (``token``, ``key``, ``secret``, ``password``, ``passwd``, ``pwd``, ``access_token``,
+  ``api_key``, ``apikey``, ``auth``, ``signature``, ``sig``, ``session``, ``sessionid``, ``sid``, or ending in
+  ``_token``/``-key`` ...) with a non-empty value that is not a placeholder.  The whole URL is the span.  A user name
+  without a password is not a credential.
+* ``NATIONAL_ID``: formats distinctive enough to keep precision, each checked by ``python-stdnum``: US SSN (``3-2-4``
+  with dashes or spaces; area/group/serial rules, 123-45-6789 is an example value), French NIR (15 digits, mod-97 key),
+  Spanish DNI/NIE (check letter), Italian codice fiscale (check character), Brazilian CPF (``000.000.000-00``, two check
+  digits), Indian Aadhaar (``4-4-4``, Verhoeff).  Not included: formats that are just 9-11 bare digits with a weak check
+  (Canadian SIN, Dutch BSN, German Steuer-ID): on review text they would cost precision.
+
+Placeholders that anonymizers leave (``<EMAIL>``, ``[NAME]``, ``{{PHONE}}``, ``XXXX-XXXX``, ``***-**-****``,
+``<PHONE_NUMBER>``, ``[REDACTED]``, ``**** **** **** 1234`` ...) are not findings: they carry too few digits for any
+digit pattern, and values made only of mask characters (``x``, ``X``, ``*``, ``#``, ``•``), starting with a bracket
+(``<``, ``[``, ``{``, ``(``, ``${``) or of the form ``%NAME%`` are skipped where a pattern could otherwise accept them
+(e-mail local parts and domains, URL passwords and tokens).
+
+Overlaps are resolved by kind priority (URL_CREDENTIALS, EMAIL, IBAN, CREDIT_CARD, NATIONAL_ID, IP_ADDRESS, PHONE), so
+e.g. an IBAN's digits are not also a card and a URL's ``pw@host`` is not also an e-mail address.
+
+Cost: ``scan`` first runs one cheap regular expression; a text with no ASCII digit, no ``@``, no ``://`` and no ``::``
+returns at once.  The phone matcher (pure Python, ~25 us per window and region) runs only on windows of 7+ digits.
+Digits are ASCII ``0-9``; other Unicode digits are not looked at.
+
+Libraries: ``phonenumbers`` (port of Google's libphonenumber: per-region numbering plans) and ``python-stdnum``
+(checksums and formats of IBAN, Luhn, national ids) are small, pure Python, need no data download and are well kept.
+Rejected: Presidio analyzer (2.2.366, checked here).  Its ``AnalyzerEngine`` needs a spaCy model that it tries to
+download at start (fails offline); it pulls in spaCy (~300 MB environment); its e-mail recognizer calls
+``tldextract``, which fetches the public-suffix list at run time; its context words (the part that lifts precision)
+need the spaCy pipeline; and its pattern recognizers used alone (with ``nlp_artifacts=None``) cost ~0.9 ms per short
+review on this machine, far over the budget.  Its recognizers wrap the same validations (Luhn, IBAN mod-97,
+phonenumbers) that are used here directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import phonenumbers
+from stdnum import iban as _iban
+from stdnum import luhn as _luhn
+from stdnum.br import cpf as _cpf
+from stdnum.es import dni as _dni
+from stdnum.es import nie as _nie
+from stdnum.fr import nir as _nir
+from stdnum.in_ import aadhaar as _aadhaar
+from stdnum.it import codicefiscale as _codicefiscale
+from stdnum.us import ssn as _ssn
+
+Kind = Literal["URL_CREDENTIALS", "EMAIL", "IBAN", "CREDIT_CARD", "NATIONAL_ID", "IP_ADDRESS", "PHONE"]
+KINDS: tuple[Kind, ...] = get_args(Kind)  # also the overlap priority, highest first
+PiiPolicy = Literal["off", "flag", "redact", "reject"]
+POLICIES: tuple[PiiPolicy, ...] = get_args(PiiPolicy)
+HEADER = "scorer.pii.kinds"
+DEFAULT_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "IN", "AU")
+PLACEHOLDERS: dict[str, str] = {kind: f"<{kind}>" for kind in KINDS}
+
+_PRIORITY = {kind: i for i, kind in enumerate(KINDS)}
+_TRIGGER = re.compile(r"[0-9@]|://|::")
+_DIGIT = re.compile(r"[0-9]")
+_DENSE = re.compile(r"[0-9](?:[ \-./()]{0,3}[0-9]){6}")  # 7 digits close together: phones, cards, IBANs, ids
+_MASK = re.compile(r"[xX*#•_.\-\s]+|[<\[{(].*|\$\{.*|%[A-Za-z_]+%")
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+\-/])([\w.%+\-]+)@((?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24})(?![\w\-]|\.[^\W_])"
+)
+_RESERVED_DOMAIN = re.compile(r"(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost)$", re.IGNORECASE)
+_RETINA = re.compile(r"[0-9]+x\.", re.IGNORECASE)
+
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s<>\"'`]+")
+_URL_TRAIL = ".,;:!?)]}'\""
+_SECRET_PARAM = re.compile(
+    r"[?&#;]([\w.\-]*?(?:token|key|secret|password|passwd|pwd|auth|signature|sig|session|sessionid|sid))=([^&#;\s]+)",
+    re.IGNORECASE,
+)
+_SECRET_NAME = re.compile(
+    r"(?:^|[_.\-])(?:token|key|secret|password|passwd|pwd|auth|signature|sig|session|sessionid|sid)$"
+    r"|^(?:apikey|accesstoken|authtoken|sessionid|passwd|password)$",
+    re.IGNORECASE,
+)
+
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_CARD = re.compile(r"(?<![\w.,/+\-])[0-9](?:[ \-]?[0-9]){12,18}(?![\w]|[.,/\-][0-9])")
+_CARD_GROUPS = {(4, 4, 4, 4), (4, 4, 4, 1), (4, 4, 4, 2), (4, 4, 4, 3), (4, 4, 4, 4, 1), (4, 4, 4, 4, 2),
+                (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 4)}  # fmt: skip
+_IPV4 = re.compile(r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9])")
+_VERSION_BEFORE = re.compile(r"(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\brev\.?|\bfirmware|\bpatch)[\s:#]*$", re.I)
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{0,4})(?![\w:]|\.\w)"
+)
+_DOC_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+_PHONE_WINDOW = re.compile(r"(?<![\w+])(?:\+|\b00)?[ (]*[0-9][0-9 \t\-./()]{5,24}[0-9]")
+
+_NATIONAL: tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...] = (
+    (re.compile(r"(?<![\w\-])[0-9]{3}([\- ])[0-9]{2}\1[0-9]{4}(?![\w]|-[0-9])"), _ssn.is_valid),
+    (
+        re.compile(r"(?<![\w])[12] ?[0-9]{2} ?[0-9]{2} ?(?:[0-9]{2}|2[AB]) ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}(?!\w)"),
+        _nir.is_valid,
+    ),
+    (re.compile(r"(?<![\w\-])[0-9]{8}-?[A-Z](?!\w)"), _dni.is_valid),
+    (re.compile(r"(?<![\w\-])[XYZ]-?[0-9]{7}-?[A-Z](?!\w)"), _nie.is_valid),
+    (
+        re.compile(r"(?<!\w)[A-Z]{6}[0-9LMNP-V]{2}[A-EHLMPR-T][0-9LMNP-V]{2}[A-Z][0-9LMNP-V]{3}[A-Z](?!\w)"),
+        _codicefiscale.is_valid,
+    ),
+    (re.compile(r"(?<![\w.\-])[0-9]{3}\.[0-9]{3}\.[0-9]{3}-[0-9]{2}(?![\w]|[.\-][0-9])"), _cpf.is_valid),
+    (re.compile(r"(?<![\w\-])[2-9][0-9]{3}([ \-])[0-9]{4}\1[0-9]{4}(?![\w]|[\-][0-9])"), _aadhaar.is_valid),
+)
+_EXAMPLE_IDS = frozenset({"123456789", "078051120", "219099999"})
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One piece of personal data: its kind and the ``[start, end)`` span in the text.  Internal: never log it."""
+
+    kind: Kind
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class PiiResult:
+    """What a policy made of one text: the text to score, the kinds found with counts, and whether to reject it."""
+
+    text: str
+    counts: tuple[tuple[str, int], ...]
+    rejected: bool
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(kind for kind, _ in self.counts)
+
+    @property
+    def header(self) -> str:
+        """The ``scorer.pii.kinds`` header value: sorted kind names, comma separated ("" when none)."""
+        return ",".join(self.kinds)
+
+
+def _is_mask(value: str) -> bool:
+    return _MASK.fullmatch(value) is not None
+
+
+class PiiScanner:
+    """Detector of residual personal data.  Stateless after construction: one instance may serve many threads."""
+
+    def __init__(self, regions: Sequence[str] = DEFAULT_REGIONS, kinds: Iterable[Kind] = KINDS) -> None:
+        unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone regions: {unknown}")
+        self._regions = tuple(regions) or ("US",)
+        self._kinds = frozenset(kinds)
+        bad = self._kinds - set(KINDS)
+        if bad:
+            raise ValueError(f"unknown PII kinds: {sorted(bad)}")
+
+    def scan(self, text: str) -> list[Finding]:
+        """Non-overlapping findings in ``text``, sorted by position."""
+        if _TRIGGER.search(text) is None:
+            return []
+        found: list[Finding] = []
+        want = self._kinds
+        if "://" in text and "URL_CREDENTIALS" in want:
+            found += self._urls(text)
+        if "@" in text and "EMAIL" in want:
+            found += self._emails(text)
+        if ":" in text and "IP_ADDRESS" in want:
+            found += self._ipv6(text)
+        if _DIGIT.search(text) is not None:
+            if "IP_ADDRESS" in want:
+                found += self._ipv4(text)
+            if "NATIONAL_ID" in want:  # the codice fiscale has no 7-digit run, so these patterns run on any digit
+                found += self._national(text)
+            if _DENSE.search(text) is not None:
+                if "IBAN" in want:
+                    found += self._ibans(text)
+                if "CREDIT_CARD" in want:
+                    found += self._cards(text)
+                if "PHONE" in want:
+                    found += self._phones(text)
+        return _resolve(found) if len(found) > 1 else found
+
+    # -- one method per kind ----------------------------------------------------------------------------------------
+
+    def _emails(self, text: str) -> list[Finding]:
+        out = []
+        for m in _EMAIL.finditer(text):
+            local, domain = m.group(1), m.group(2)
+            if local.startswith(".") or local.endswith(".") or ".." in local or _is_mask(local):
+                continue
+            if _RESERVED_DOMAIN.search(domain) or _RETINA.match(domain) or _is_mask(domain.rsplit(".", 1)[0]):
+                continue
+            out.append(Finding("EMAIL", m.start(), m.end()))
+        return out
+
+    def _urls(self, text: str) -> list[Finding]:
+        out = []
+        for m in _URL.finditer(text):
+            url = m.group().rstrip(_URL_TRAIL)
+            rest = m.group().split("://", 1)[1]
+            authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+            secret = False
+            if "@" in authority:
+                userinfo = authority.rsplit("@", 1)[0]
+                _user, sep, password = userinfo.partition(":")
+                secret = bool(sep and password and not _is_mask(password))
+            if not secret:
+                for p in _SECRET_PARAM.finditer(rest):
+                    if _SECRET_NAME.search(p.group(1)) and not _is_mask(p.group(2)):
+                        secret = True
+                        break
+            if secret:
+                out.append(Finding("URL_CREDENTIALS", m.start(), m.start() + len(url)))
+        return out
+
+    def _ipv4(self, text: str) -> list[Finding]:
+        out = []
+        for m in _IPV4.finditer(text):
+            try:
+                addr = ipaddress.IPv4Address(m.group())
+            except ValueError:
+                continue
+            if _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start()) or not _personal(addr):
+                continue
+            out.append(Finding("IP_ADDRESS", m.start(), m.end()))
+        return out
+
+    def _ipv6(self, text: str) -> list[Finding]:
+        out = []
+        for m in _IPV6.finditer(text):
+            value = m.group()
+            if sum(1 for g in value.split(":") if g) < 3:
+                continue
+            try:
+                addr = ipaddress.IPv6Address(value)
+            except ValueError:
+                continue
+            if _personal(addr):
+                out.append(Finding("IP_ADDRESS", m.start(), m.end()))
+        return out
+
+    def _ibans(self, text: str) -> list[Finding]:
+        out = []
+        for m in _IBAN.finditer(text):
+            # The pattern may run on into following upper-case words: try the longest valid prefix.
+            chars = [(i, c) for i, c in enumerate(m.group(), m.start()) if c != " "]
+            for n in range(min(len(chars), 34), 14, -1):
+                if _iban.is_valid("".join(c for _, c in chars[:n])):
+                    out.append(Finding("IBAN", m.start(), chars[n - 1][0] + 1))
+                    break
+        return out
+
+    def _cards(self, text: str) -> list[Finding]:
+        out = []
+        for m in _CARD.finditer(text):
+            value = m.group()
+            groups = tuple(len(g) for g in re.split(r"[ \-]", value))
+            digits = value.replace(" ", "").replace("-", "")
+            if len(groups) > 1 and (groups not in _CARD_GROUPS or len(set(re.findall(r"[ \-]", value))) > 1):
+                continue
+            if digits[0] in "23456" and len(set(digits)) > 1 and _luhn.is_valid(digits):
+                out.append(Finding("CREDIT_CARD", m.start(), m.end()))
+        return out
+
+    def _national(self, text: str) -> list[Finding]:
+        out = []
+        for pattern, is_valid in _NATIONAL:
+            for m in pattern.finditer(text):
+                value = m.group()
+                if is_valid is _ssn.is_valid and re.sub(r"[^0-9]", "", value) in _EXAMPLE_IDS:
+                    continue
+                if is_valid(value):
+                    out.append(Finding("NATIONAL_ID", m.start(), m.end()))
+        return out
+
+    def _phones(self, text: str) -> list[Finding]:
+        out = []
+        for w in _PHONE_WINDOW.finditer(text):
+            if len(_DIGIT.findall(w.group())) < 7:
+                continue
+            lo = max(0, w.start() - 2)
+            window = text[lo : w.end() + 2]
+            for region in self._regions:
+                matches = list(phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID))
+                if matches:
+                    out += [Finding("PHONE", lo + pm.start, lo + pm.end) for pm in matches]
+                    break
+        return out
+
+
+def _personal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr.is_reserved:
+        return False
+    return not any(addr in net for net in _DOC_NETS if net.version == addr.version)
+
+
+def _resolve(found: list[Finding]) -> list[Finding]:
+    """Keep the higher-priority (then longer, then earlier) finding wherever two overlap."""
+    kept: list[Finding] = []
+    for f in sorted(found, key=lambda f: (_PRIORITY[f.kind], f.start - f.end, f.start)):
+        if all(f.end <= k.start or f.start >= k.end for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: f.start)
+
+
+def redact(text: str, findings: Iterable[Finding]) -> str:
+    """``text`` with every finding's span replaced by its typed placeholder (``<EMAIL>``, ``<PHONE>`` ...).
+
+    Overlapping spans (not produced by ``scan``) are merged, so no character of any span survives.
+    """
+    parts: list[str] = []
+    cursor = 0
+    for f in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if f.start < cursor:
+            cursor = max(cursor, f.end)
+            continue
+        parts += [text[cursor : f.start], PLACEHOLDERS[f.kind]]
+        cursor = f.end
+    parts.append(text[cursor:])
+    return "".join(parts)
+
+
+def kinds(findings: Iterable[Finding]) -> list[str]:
+    """Sorted unique kind names: the value of the ``scorer.pii.kinds`` header is ``",".join(kinds(findings))``."""
+    return sorted({f.kind for f in findings})
+
+
+def apply_policy(text: str, policy: PiiPolicy, scanner: PiiScanner) -> PiiResult:
+    """Scan ``text`` (unless ``off``) and apply ``policy``: ``flag`` scores unchanged, ``redact`` scores the redacted
+    text, ``reject`` marks texts with findings as rejected.  The result never holds a found value (except in ``text``
+    itself under ``flag``/``reject``, which is the caller's original)."""
+    if policy == "off":
+        return PiiResult(text, (), False)
+    if policy not in POLICIES:
+        raise ValueError(f"unknown PII policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    findings = scanner.scan(text)
+    if not findings:
+        return PiiResult(text, (), False)
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    ordered = tuple(sorted(counts.items()))
+    if policy == "redact":
+        return PiiResult(redact(text, findings), ordered, False)
+    return PiiResult(text, ordered, policy == "reject")
