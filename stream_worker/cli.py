@@ -12,13 +12,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from . import logs
-from .errors import ConfigError, ScorerError
+from .cli_flags import given_flags, with_settings_flags
+from .errors import ConfigError, ModelError, ScorerError
 from .settings import Settings, parse_kafka_options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Stream anonymized text through a sentiment model.")
@@ -29,14 +30,26 @@ Opt = typer.Option
 
 def build_settings(**flags: Any) -> Settings:
     """Settings from flags (those given) over ``SCORER_*`` environment variables over defaults."""
-    kafka_pairs = flags.pop("kafka_pairs", None) or []
-    given = {k: v for k, v in flags.items() if v is not None}
-    if kafka_pairs:
-        given["kafka"] = parse_kafka_options(kafka_pairs)
+    given = given_flags(Settings, flags)
+    if "kafka" in given:
+        if given["kafka"]:
+            given["kafka"] = parse_kafka_options(given["kafka"])
+        else:
+            del given["kafka"]
     try:
         return Settings(**given)
     except ValidationError as exc:
-        raise ConfigError(f"invalid settings:\n{exc}") from exc
+        raise ConfigError(_one_line(exc)) from exc
+
+
+def _one_line(exc: ValidationError) -> str:
+    """A pydantic validation error as one readable line: 'invalid settings: field: problem; ...'."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "settings"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(msg if where == "settings" else f"{where}: {msg}")
+    return "invalid settings: " + "; ".join(parts)
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:
@@ -48,92 +61,170 @@ def _install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-@app.command()
+@app.command(context_settings={"max_content_width": 120})
+@with_settings_flags(Settings)
 def worker(
-    bootstrap_servers: Annotated[Optional[str], Opt(help="Kafka bootstrap servers.")] = None,  # noqa: UP045
-    input_topic: Annotated[Optional[str], Opt(help="Input topic.")] = None,  # noqa: UP045
-    output_topic: Annotated[Optional[str], Opt(help="Output topic.")] = None,  # noqa: UP045
-    dead_letter_topic: Annotated[Optional[str], Opt(help="Dead-letter topic.")] = None,  # noqa: UP045
-    group_id: Annotated[Optional[str], Opt(help="Consumer group id.")] = None,  # noqa: UP045
-    model_dir: Annotated[Optional[Path], Opt(help="Model repository (<dir>/<version>/).")] = None,  # noqa: UP045
-    input_format: Annotated[Optional[str], Opt(help="avro or json.")] = None,  # noqa: UP045
-    max_batch_size: Annotated[Optional[int], Opt(help="Batch closes at this many texts.")] = None,  # noqa: UP045
-    max_wait_ms: Annotated[Optional[int], Opt(help="Batch closes when its oldest waited this long.")] = None,  # noqa: UP045
-    token_budget: Annotated[Optional[int], Opt(help="Max padded tokens per batch.")] = None,  # noqa: UP045
-    max_sequence_tokens: Annotated[Optional[int], Opt(help="Model max sequence length.")] = None,  # noqa: UP045
-    max_text_bytes: Annotated[Optional[int], Opt(help="Larger texts are dead-lettered.")] = None,  # noqa: UP045
-    metrics_port: Annotated[Optional[int], Opt(help="Port of /metrics /healthz /readyz (0: off).")] = None,  # noqa: UP045
-    inference_threads: Annotated[Optional[int], Opt(help="TensorFlow intra-op threads.")] = None,  # noqa: UP045
-    kafka_properties_file: Annotated[Optional[Path], Opt(help="librdkafka .properties file.")] = None,  # noqa: UP045
-    kafka_pairs: Annotated[list[str] | None, Opt("--kafka", help="librdkafka key=value (repeatable).")] = None,
-    log_level: Annotated[Optional[str], Opt(help="DEBUG, INFO, WARNING, ERROR.")] = None,  # noqa: UP045
+    print_settings: Annotated[
+        bool, Opt("--print-settings", help="Print the effective settings (secrets masked) as JSON and exit.")
+    ] = False,
+    **flags: Any,
 ) -> None:
-    """Run one worker of the consumer group until SIGTERM/SIGINT."""
-    from .worker import Worker
+    """Run worker processes of the consumer group until SIGTERM/SIGINT.
 
-    settings = _or_exit(lambda: build_settings(**{k: v for k, v in locals().items() if k != "Worker"}))
+    Every setting is a flag below and an SCORER_<NAME> environment variable; a flag wins over the environment,
+    the environment over the default.
+    """
+    settings = _or_exit(lambda: build_settings(**flags))
+    if print_settings:
+        typer.echo(json.dumps(settings.redacted(), indent=2, sort_keys=True))
+        return
     logs.configure(settings.log_level)
     log.info("starting worker", extra={"settings": settings.redacted()})
     stop = threading.Event()
     _install_stop_handlers(stop)
     try:
-        Worker(settings).run(stop)
+        if settings.process_count > 1:
+            from .pool import WorkerPool
+
+            code = WorkerPool(settings).run(stop)
+        else:
+            from .worker import Worker
+
+            Worker(settings).run(stop)
+            code = 0
+    except (ConfigError, ModelError) as exc:
+        _fail(exc, 2)
     except ScorerError as exc:
-        log.error("worker failed", extra={"error": type(exc).__name__, "detail": str(exc)})
-        raise typer.Exit(1) from exc
+        _fail(exc, 1)
+    raise typer.Exit(code)
+
+
+def _fail(exc: ScorerError, code: int) -> None:
+    """One clear line on stderr and a non-zero exit; no traceback for a user's mistake or an outage."""
+    typer.echo(f"scorer: error: {exc}", err=True)
+    raise typer.Exit(code) from exc
 
 
 @app.command()
 def broker(
-    port: Annotated[int, Opt(help="Port to listen on (127.0.0.1).")] = 9092,
+    port: Annotated[int, Opt(envvar="SCORER_BROKER_PORT", help="Port to listen on (127.0.0.1).")] = 9092,
 ) -> None:
-    """Start the embedded tansu broker (memory storage) in the foreground."""
+    """Start the embedded tansu broker (memory storage) in the foreground until Ctrl-C/SIGTERM."""
     from .broker import run_foreground
 
+    if _port_taken(port):
+        typer.echo(f"scorer: error: port {port} on 127.0.0.1 is taken; choose another with --port", err=True)
+        raise typer.Exit(2)
     logs.configure("INFO")
-    run_foreground(port)
+    raise typer.Exit(run_foreground(port))
+
+
+def _port_taken(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 @app.command()
 def produce(
     source: Annotated[str, typer.Argument(help="JSONL or CSV file with id,text columns, or - for stdin lines.")] = "-",
-    bootstrap_servers: Annotated[str, Opt(envvar="SCORER_BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
-    topic: Annotated[str, Opt(envvar="SCORER_INPUT_TOPIC")] = "text-messages",
+    bootstrap_servers: Annotated[str, Opt(envvar="SCORER_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.")] = (
+        "127.0.0.1:9092"
+    ),
+    topic: Annotated[str, Opt(envvar="SCORER_INPUT_TOPIC", help="Topic to publish to.")] = "text-messages",
     input_format: Annotated[str, Opt(envvar="SCORER_INPUT_FORMAT", help="avro or json.")] = "avro",
     limit: Annotated[int, Opt(help="Publish at most this many (0: all).")] = 0,
+    skip_bad: Annotated[
+        bool, Opt("--skip-bad", help="Publish the good lines even if some are bad (exit code 1 if any were).")
+    ] = False,
+    broker_timeout_s: Annotated[
+        float, Opt(envvar="SCORER_BROKER_TIMEOUT_S", help="Give up when the cluster does not answer this long.")
+    ] = 30.0,
 ) -> None:
-    """Publish texts with the project's input schema (keyed by id)."""
-    from .client import iter_texts, publish_texts
+    """Publish texts with the project's input schema (keyed by id).
 
-    sent = publish_texts(bootstrap_servers, topic, iter_texts(source, limit), input_format)
-    typer.echo(f"published {sent} messages to {topic}", err=True)
+    The whole input is checked first: a bad line (not JSON, no text, a broken CSV row) is reported as file:line
+    and, unless --skip-bad is given, nothing is published.
+    """
+    from .client import publish_texts, read_texts
+
+    if input_format not in ("avro", "json"):
+        typer.echo(f"scorer: error: --input-format must be avro or json, not {input_format!r}", err=True)
+        raise typer.Exit(2)
+    items, bad = _or_exit(lambda: read_texts(source, limit))
+    for line in bad[:20]:
+        typer.echo(f"{line.where}: {line.reason}", err=True)
+    if len(bad) > 20:
+        typer.echo(f"... and {len(bad) - 20} more bad lines", err=True)
+    if bad and not skip_bad:
+        typer.echo(
+            f"scorer: error: {len(bad)} bad lines in {source}; nothing published "
+            f"(fix them, or use --skip-bad to publish the {len(items)} good ones)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        sent = publish_texts(bootstrap_servers, topic, items, input_format, broker_timeout_s)
+    except ScorerError as exc:
+        _fail(exc, 1)
+    typer.echo(f"published {sent} messages to {topic}" + (f"; refused {len(bad)} bad lines" if bad else ""), err=True)
+    if bad:
+        raise typer.Exit(1)
 
 
 @app.command()
 def tail(
-    bootstrap_servers: Annotated[str, Opt(envvar="SCORER_BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
-    topic: Annotated[str, Opt(envvar="SCORER_OUTPUT_TOPIC")] = "sentiment-scores",
+    bootstrap_servers: Annotated[str, Opt(envvar="SCORER_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.")] = (
+        "127.0.0.1:9092"
+    ),
+    topic: Annotated[str, Opt(envvar="SCORER_OUTPUT_TOPIC", help="Output topic to read.")] = "sentiment-scores",
     from_beginning: Annotated[bool, Opt(help="Read the topic from its start.")] = True,
     max_messages: Annotated[int, Opt(help="Stop after this many (0: run until Ctrl-C).")] = 0,
     idle_timeout: Annotated[float, Opt(help="Stop after this many idle seconds (0: never).")] = 0.0,
     as_json: Annotated[bool, Opt("--json", help="One JSON object per line instead of a live table.")] = False,
+    broker_timeout_s: Annotated[
+        float, Opt(envvar="SCORER_BROKER_TIMEOUT_S", help="Give up when the cluster does not answer this long.")
+    ] = 30.0,
 ) -> None:
     """Read the output topic and show scores live."""
     from .client import tail_scores
+    from .connect import check_cluster
 
+    try:
+        check_cluster({"bootstrap.servers": bootstrap_servers}, broker_timeout_s)
+    except ScorerError as exc:
+        _fail(exc, 1)
     tail_scores(bootstrap_servers, topic, from_beginning, max_messages, idle_timeout, as_json)
 
 
 @app.command()
 def train(
-    profile: Annotated[str, Opt(help="ci, demo or default.")] = "default",
-    data: Annotated[str, Opt(help="rotten_tomatoes, csv:PATH, jsonl:PATH or tfds.")] = "rotten_tomatoes",
-    model_base: Annotated[Path, Opt(help="Model repository the Pusher writes to.")] = Path("models/sentiment"),
-    work_dir: Annotated[Path, Opt(help="Pipeline root (artifacts, metadata, report).")] = Path("runs/train"),
+    profile: Annotated[str, Opt(envvar="SCORER_TRAIN_PROFILE", help="ci, demo or default.")] = "default",
+    data: Annotated[
+        str, Opt(envvar="SCORER_TRAIN_DATA", help="rotten_tomatoes, csv:PATH, jsonl:PATH or tfds.")
+    ] = "rotten_tomatoes",
+    model_base: Annotated[
+        Path, Opt(envvar="SCORER_MODEL_DIR", help="Model repository the Pusher writes to (the workers' --model-dir).")
+    ] = Path("models/sentiment"),
+    work_dir: Annotated[
+        Path, Opt(envvar="SCORER_TRAIN_WORK_DIR", help="Pipeline root (artifacts, metadata, report).")
+    ] = Path("runs/train"),
+    dry_run: Annotated[bool, Opt("--dry-run", help="Print the training command as JSON and exit.")] = False,
 ) -> None:
     """Run the TFX training pipeline (Python 3.10 environment) and push a new model version."""
-    from .training_bridge import run_training
+    from .training_bridge import run_training, training_command
 
+    if profile not in ("ci", "demo", "default"):
+        typer.echo(f"scorer: error: unknown profile {profile!r}; choose ci, demo or default", err=True)
+        raise typer.Exit(2)
+    if dry_run:
+        typer.echo(json.dumps({"command": training_command(profile, data, model_base, work_dir)}))
+        return
     raise typer.Exit(run_training(profile, data, model_base, work_dir))
 
 
@@ -156,7 +247,7 @@ def _or_exit(make: Any) -> Any:
     try:
         return make()
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"scorer: error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 
@@ -164,8 +255,11 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ banner lines are not our logs
     try:
         app()
+    except (ConfigError, ModelError) as exc:
+        print(f"scorer: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     except ScorerError as exc:
-        print(json.dumps({"level": "error", "error": type(exc).__name__, "detail": str(exc)}), file=sys.stderr)
+        print(f"scorer: error: {exc}", file=sys.stderr)
         sys.exit(1)
 
 

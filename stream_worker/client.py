@@ -8,28 +8,50 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
 from .avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, AvroEncoder, load_schema
+from .connect import check_cluster
 from .errors import ConfigError, DeliveryError
 
-
-def iter_texts(source: str, limit: int = 0) -> Iterator[dict[str, str]]:
-    """``{"id", "text"}`` dicts from a JSONL file, a CSV file (``id``/``text`` columns) or stdin lines."""
-    for count, item in enumerate(_read(source), start=1):
-        yield item
-        if limit and count >= limit:
-            return
+# librdkafka's own lines (connection retries) would interleave with the command's output; failures are reported
+# once, as an error naming the cluster.
+_client_log = logging.getLogger("stream_worker.librdkafka.client")
+_client_log.propagate = False
+_client_log.addHandler(logging.NullHandler())
 
 
-def _read(source: str) -> Iterable[dict[str, str]]:
+@dataclass(frozen=True)
+class BadLine:
+    """An input line ``scorer produce`` refuses: where (``file:line``) and why (never the line's text)."""
+
+    where: str
+    reason: str
+
+
+def read_texts(source: str, limit: int = 0) -> tuple[list[dict[str, str]], list[BadLine]]:
+    """All ``{"id", "text"}`` items of a JSONL file, a CSV file (``id``/``text`` columns) or stdin lines, and the
+    lines that are not valid items.  Everything is read and checked before anything is published."""
+    good: list[dict[str, str]] = []
+    bad: list[BadLine] = []
+    for item in _read(source):
+        if isinstance(item, BadLine):
+            bad.append(item)
+        elif not limit or len(good) < limit:
+            good.append(item)
+    return good, bad
+
+
+def _read(source: str) -> Iterator[dict[str, str] | BadLine]:
     if source == "-":
         for number, line in enumerate(sys.stdin, start=1):
             if line.strip():
@@ -38,24 +60,74 @@ def _read(source: str) -> Iterable[dict[str, str]]:
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
-    with path.open(encoding="utf-8", newline="") as handle:
-        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    obj = json.loads(line)
-                    yield {"id": str(obj.get("id", f"{path.stem}-{number}")), "text": str(obj["text"])}
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+                yield from _read_jsonl(path, handle)
+            else:
+                yield from _read_csv(path, handle)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def _read_jsonl(path: Path, handle: Iterable[str]) -> Iterator[dict[str, str] | BadLine]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            yield BadLine(where, "not valid JSON")
+            continue
+        if not isinstance(obj, dict):
+            yield BadLine(where, "not a JSON object")
+        elif "text" not in obj:
+            yield BadLine(where, "no 'text' field")
+        elif not isinstance(obj["text"], str):
+            yield BadLine(where, "'text' is not a string")
         else:
-            for number, row in enumerate(csv.DictReader(handle), start=1):
+            yield {"id": str(obj.get("id") or f"{path.stem}-{number}"), "text": obj["text"]}
+
+
+def _read_csv(path: Path, handle: Iterable[str]) -> Iterator[dict[str, str] | BadLine]:
+    reader = csv.DictReader(handle)
+    try:
+        if "text" not in (reader.fieldnames or []):
+            yield BadLine(f"{path}:1", "the header has no 'text' column")
+            return
+        for number, row in enumerate(reader, start=1):
+            where = f"{path}:{reader.line_num}"
+            if None in row:
+                yield BadLine(where, "more fields than the header")
+            elif row.get("text") is None:
+                yield BadLine(where, "fewer fields than the header (no 'text' value)")
+            else:
                 yield {"id": str(row.get("id") or f"{path.stem}-{number}"), "text": row["text"]}
+    except csv.Error as exc:
+        yield BadLine(f"{path}:{reader.line_num}", f"unreadable CSV ({exc})")
 
 
 def publish_texts(
-    bootstrap_servers: str, topic: str, items: Iterable[dict[str, str]], input_format: str = "avro"
+    bootstrap_servers: str,
+    topic: str,
+    items: Iterable[dict[str, str]],
+    input_format: str = "avro",
+    timeout_s: float = 30.0,
 ) -> int:
     """Publish ``items`` keyed by id; returns how many the broker acknowledged."""
     encode = AvroEncoder(load_schema(INPUT_SCHEMA))
+    items = list(items)
+    check_cluster({"bootstrap.servers": bootstrap_servers}, timeout_s)
     producer = Producer(
-        {"bootstrap.servers": bootstrap_servers, "linger.ms": 20, "compression.type": "lz4", "acks": "all"}
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "acks": "all",
+            "message.timeout.ms": int(timeout_s * 1000),
+            "logger": _client_log,
+        }
     )
     failures: list[str] = []
     acked = 0
@@ -77,9 +149,12 @@ def publish_texts(
             except BufferError:
                 producer.poll(0.1)
         producer.poll(0)
-    producer.flush(60)
-    if failures:
-        raise DeliveryError(f"{len(failures)} messages not acknowledged, first: {failures[0]}")
+    remaining = producer.flush(timeout_s + 5)
+    if failures or remaining:
+        first = f", first: {failures[0]}" if failures else ""
+        raise DeliveryError(
+            f"{len(items) - acked} of {len(items)} messages not acknowledged by {bootstrap_servers}{first}"
+        )
     return acked
 
 

@@ -2,7 +2,8 @@
 
 1. start the embedded tansu broker and create the topics;
 2. get a model: the newest version in ``model_dir``, or train one with the ``demo`` profile of the TFX pipeline;
-3. start two ``scorer worker`` processes in one consumer group and wait until both report ready;
+3. start ``scorer worker --processes 2`` (a pool of two processes in one consumer group) and wait until it
+   reports ready;
 4. publish real review texts (Rotten Tomatoes snippets) plus a few bad messages;
 5. show scores live, then a summary: messages, throughput, p50/p99 latency, dead-lettered, duplicates.
 """
@@ -73,30 +74,33 @@ def _create_topics(bootstrap: str) -> None:
         future.result(30)
 
 
-def _start_workers(
-    count: int, bootstrap: str, model_dir: Path, log_dir: Path
-) -> list[tuple[subprocess.Popen[bytes], int]]:
-    workers = []
-    for n in range(count):
-        port = free_port()
-        env = {
-            **os.environ,
-            "SCORER_BOOTSTRAP_SERVERS": bootstrap,
-            "SCORER_MODEL_DIR": str(model_dir),
-            "SCORER_METRICS_PORT": str(port),
-            "SCORER_SESSION_TIMEOUT_MS": "6000",
-            "SCORER_INFERENCE_THREADS": str(max(1, (os.cpu_count() or 2) // count)),
-        }
-        log = (log_dir / f"worker-{n}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "stream_worker.cli", "worker"], env=env, stdout=log, stderr=log)
-        workers.append((proc, port))
+def _start_pool(count: int, bootstrap: str, model_dir: Path, log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """One ``scorer worker --processes N`` pool (the command an operator runs), ready on one metrics port."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "stream_worker.cli",
+        "worker",
+        "--processes",
+        str(count),
+        "--bootstrap-servers",
+        bootstrap,
+        "--model-dir",
+        str(model_dir),
+        "--metrics-port",
+        str(port),
+        "--session-timeout-ms",
+        "6000",
+    ]
+    log = (log_dir / "workers.log").open("wb")
+    proc = subprocess.Popen(command, stdout=log, stderr=log)
     deadline = time.monotonic() + 300
-    for proc, port in workers:
-        while not _ready(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise ModelError(f"a worker did not start; see {log_dir}")
-            time.sleep(0.5)
-    return workers
+    while not _ready(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise ModelError(f"the worker pool did not start; see {log_dir / 'workers.log'}")
+        time.sleep(0.5)
+    return proc, port
 
 
 def _ready(port: int) -> bool:
@@ -121,14 +125,12 @@ def run_demo(messages: int, workers: int, model_dir: Path, port: int) -> int:
         bootstrap = broker.bootstrap_servers
         _create_topics(bootstrap)
         console.print(f"embedded tansu broker on {bootstrap}; starting {workers} workers (loading + warming the model)")
-        procs = _start_workers(workers, bootstrap, model_dir.resolve(), log_dir)
+        pool, _port = _start_pool(workers, bootstrap, model_dir.resolve(), log_dir)
         try:
             return _stream(bootstrap, texts)
         finally:
-            for proc, _ in procs:
-                proc.terminate()
-            for proc, _ in procs:
-                proc.wait(60)
+            pool.terminate()
+            pool.wait(120)
 
 
 def _stream(bootstrap: str, texts: list[str]) -> int:
@@ -157,6 +159,7 @@ def _stream(bootstrap: str, texts: list[str]) -> int:
                 last_rows = ([(record["id"], record["label"], record["score"]), *last_rows])[:8]
             dead += sum(1 for m in dlq_consumer.consume(num_messages=100, timeout=0.05) if not m.error())
             live.update(_table(len(ids), len(items), dead, labels, last_rows, time.time() - started))
+    console.line()  # the live table's last line (label counts) must not share a line with the summary
     elapsed = time.time() - started
     consumer.close()
     dlq_consumer.close()

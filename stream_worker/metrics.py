@@ -3,14 +3,24 @@
 * ``/healthz`` — 200 while the main loop turns (it ticks at least every ``max_wait_ms`` + poll time), else 503.
 * ``/readyz``  — 200 once the model is loaded and warmed up with a maximum-size batch and the consumer is
   subscribed; 503 before and while stopping.
+
+In a worker pool (``--processes N``) every child process writes its metrics to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode, chosen by that variable before the import)
+and signals readiness with a file; the supervisor serves one aggregated ``/metrics`` and a ``/readyz`` that is
+ready when every child is.  Gauges say how to aggregate: partitions and lag add up over live processes, the model
+version gauge shows every version some live process serves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -22,6 +32,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from .errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -29,8 +41,10 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, ready_file: Path | None = None) -> None:
         self.registry = CollectorRegistry()
+        self._ready_file = ready_file
+        self._ready = False
         r = self.registry
         self.messages_in = Counter("scorer_messages_in", "Messages consumed from the input topic.", registry=r)
         self.messages_out = Counter("scorer_messages_out", "Scores acknowledged on the output topic.", registry=r)
@@ -60,15 +74,54 @@ class Metrics:
             "Messages behind the partition end (librdkafka statistics).",
             ["topic", "partition"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.assigned_partitions = Gauge(
-            "scorer_assigned_partitions", "Input partitions this worker owns now.", registry=r
+            "scorer_assigned_partitions",
+            "Input partitions this worker owns now.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
-        self.model_info = Gauge("scorer_model_info", "Loaded model version.", ["version"], registry=r)
-        self.warmup_seconds = Gauge("scorer_warmup_seconds", "Time of the maximum-size warm-up batch.", registry=r)
-        self.ready = False
+        self.model_info = Gauge(
+            "scorer_model_info", "Model version being served (1).", ["version"], registry=r, multiprocess_mode="livemax"
+        )
+        self.model_load_failures = Counter(
+            "scorer_model_load_failures",
+            "Model versions refused (load error, broken contract or failed warm-up).",
+            ["reason"],
+            registry=r,
+        )
+        self.model_swaps = Counter("scorer_model_swaps", "Model versions swapped in without a restart.", registry=r)
+        self.warmup_seconds = Gauge(
+            "scorer_warmup_seconds",
+            "Time of the maximum-size warm-up batch.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.last_tick = time.monotonic()
         self.stale_after_s = 60.0
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        """Readiness; in a pool it is also a file the supervisor looks for (holding this process id)."""
+        self._ready = value
+        if self._ready_file is not None:
+            if value:
+                self._ready_file.write_text(str(os.getpid()))
+            else:
+                self._ready_file.unlink(missing_ok=True)
+
+    def serve_version(self, version: str, previous: str | None = None) -> None:
+        """The version gauge shows only the version being served now."""
+        if previous is not None and previous != version:
+            self.model_info.labels(version=previous).set(0)
+            with contextlib.suppress(KeyError):
+                self.model_info.remove(previous)
+        self.model_info.labels(version=version).set(1)
 
     def tick(self) -> None:
         self.last_tick = time.monotonic()
@@ -78,11 +131,37 @@ class Metrics:
 
 
 class HealthServer:
-    """A tiny threaded HTTP server for the three endpoints (stdlib; prometheus-client renders the metrics)."""
+    """A tiny threaded HTTP server for the three endpoints (stdlib; prometheus-client renders the metrics).
 
-    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
-        handler = _handler_for(metrics)
-        self._server = ThreadingHTTPServer((host, port), handler)
+    Serves one worker's ``Metrics``, or (pool supervisor) any ``render``/``ready``/``healthy`` callables.
+    A port that is taken is a ``ConfigError`` with a clear message.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        host: str,
+        port: int,
+        *,
+        render: Callable[[], bytes] | None = None,
+        ready: Callable[[], bool] | None = None,
+        healthy: Callable[[], bool] | None = None,
+    ) -> None:
+        if metrics is not None:
+            registry = metrics.registry
+            render = render or (lambda: generate_latest(registry))
+            ready = ready or (lambda: metrics.ready)
+            healthy = healthy or metrics.healthy
+        assert render is not None and ready is not None and healthy is not None
+        handler = _handler_for(render, ready, healthy)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
+                "(another worker there? give each worker its own --metrics-port, 0 to turn it off, "
+                "or run one pool with --processes N)"
+            ) from exc
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
@@ -97,17 +176,20 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+def _handler_for(
+    render: Callable[[], bytes], ready: Callable[[], bool], healthy: Callable[[], bool]
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+                self._send(200, render(), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
-                ok = metrics.healthy()
+                ok = healthy()
                 self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
             elif path == "/readyz":
-                self._send(200 if metrics.ready else 503, b"ready\n" if metrics.ready else b"not ready\n")
+                is_ready = ready()
+                self._send(200 if is_ready else 503, b"ready\n" if is_ready else b"not ready\n")
             else:
                 self._send(404, b"not found\n")
 

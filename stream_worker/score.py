@@ -38,6 +38,19 @@ def latest_version(model_dir: Path) -> tuple[int, Path]:
     return max(versions)
 
 
+_threads_set = False
+
+
+def configure_threads(inference_threads: int) -> None:
+    """TensorFlow intra-op threads for this process (0: TensorFlow's default, one per core); set once."""
+    global _threads_set
+    if inference_threads and not _threads_set:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
+        _threads_set = True
+
+
 @dataclass
 class Scorer:
     """``scorer(texts) -> np.ndarray[float32]`` of POSITIVE probabilities."""
@@ -46,20 +59,26 @@ class Scorer:
     path: Path
     _fn: Any
     _input_name: str
+    last_warmup_s: float = 0.0
 
     @classmethod
     def load(cls, model_dir: Path, inference_threads: int = 0) -> Scorer:
+        """The newest version of ``model_dir`` (see ``model_repo`` for the rollout rules)."""
+        configure_threads(inference_threads)
+        version, path = latest_version(model_dir)
+        return cls.load_version(version, path)
+
+    @classmethod
+    def load_version(cls, version: int, path: Path) -> Scorer:
+        """Load one version folder and check the contract; any failure is a ``ModelError``."""
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 
-        if inference_threads:
-            tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
-        version, path = latest_version(model_dir)
         try:
             model = tf.saved_model.load(str(path))
             fn = model.signatures["serving_default"]
-        except (KeyError, OSError, ValueError, tf.errors.OpError) as exc:
-            raise ModelError(f"cannot load serving_default from {path}") from exc
+        except Exception as exc:  # corrupt files raise protobuf, OS and TF errors alike
+            raise ModelError(f"cannot load serving_default of version {version} ({type(exc).__name__})") from exc
         inputs = fn.structured_input_signature[1]
         if len(inputs) != 1:
             raise ModelError(f"serving_default must take exactly one input, takes {sorted(inputs)}")
@@ -84,10 +103,15 @@ class Scorer:
 
     def warm_up(self, batch_size: int, sequence_tokens: int) -> float:
         """Run one maximum-size batch (the longest shape the worker will send); returns its seconds."""
+        import tensorflow as tf
+
         text = " ".join(["warmup"] * sequence_tokens)
-        self(["ok"])
-        started = time.perf_counter()
-        scores = self([text] * batch_size)
+        try:
+            self(["ok"])
+            started = time.perf_counter()
+            scores = self([text] * batch_size)
+        except tf.errors.OpError as exc:
+            raise ModelError(f"warm-up of version {self.version} failed ({type(exc).__name__})") from exc
         seconds = time.perf_counter() - started
         if not np.all(np.isfinite(scores)) or np.any((scores < 0) | (scores > 1)):
             raise ModelError("warm-up scores are not probabilities in [0, 1]")

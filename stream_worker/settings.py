@@ -9,6 +9,7 @@ only revealed when the librdkafka config is rendered.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +42,26 @@ class Settings(BaseSettings):
     model_dir: Path = Field(
         Path("models/sentiment"),
         description="Model repository as TFX Pusher writes it: <model_dir>/<integer version>/saved_model.pb. "
-        "The newest version is loaded at start.",
+        "The newest complete version is served; newer versions are picked up without a restart.",
+    )
+    model_version: int | None = Field(
+        None,
+        ge=0,
+        description="Pin this model version (policy 'specific'); default: serve the newest (policy 'latest'). "
+        "If the pinned folder is removed later, the newest remaining version is served.",
+    )
+    model_poll_interval_s: float = Field(
+        2.0,
+        ge=0,
+        description="How often the model repository is checked for new or removed versions (0: never, load "
+        "once at start). Shorter: faster rollouts; each check only lists a few folders.",
+    )
+    model_settle_s: float = Field(
+        3.0,
+        ge=0,
+        description="A version folder is loaded only when saved_model.pb and variables/ exist and no file in it "
+        "changed for this long (and its listing is unchanged between two checks), so a copy in progress (TFX "
+        "Pusher copies file by file) is never loaded. Longer: safer on slow storage, slower rollouts.",
     )
     schema_dir: Path | None = Field(None, description="Folder with the .avsc files; default: the packaged ones.")
 
@@ -132,11 +152,30 @@ class Settings(BaseSettings):
 
     # --- operations -----------------------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Address of the /metrics, /healthz, /readyz server.")
-    metrics_port: int = Field(9464, ge=0, le=65535, description="Port of that server; 0 disables it.")
+    metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port of that server; 0 disables it. Several independent workers on one host need distinct "
+        "ports (or 0); a worker pool (--processes) serves one port for all its processes.",
+    )
+    processes: Literal["auto"] | int = Field(
+        1,
+        description="Worker processes on this host, all in the same consumer group, under one supervisor that "
+        "restarts a dead one and serves their aggregated metrics ('auto': one per core). Two processes with one "
+        "inference thread each use a 2-core host better than one with two threads, at twice the memory.",
+    )
     inference_threads: int = Field(
         0,
         ge=0,
-        description="TensorFlow intra-op threads; 0 = one per core. Lower it when several workers share a host.",
+        description="TensorFlow intra-op threads per host; 0 = one per core. A pool splits them between its "
+        "processes. Lower it when other work shares the host.",
+    )
+    broker_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="At start, how long to wait for the Kafka cluster to answer before giving up with an error. "
+        "Longer rides out a broker that starts at the same time; shorter fails fast on a wrong address.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
@@ -147,10 +186,19 @@ class Settings(BaseSettings):
             raise ValueError("input_topic, output_topic and dead_letter_topic must be three different topics")
         if self.token_budget < self.max_sequence_tokens:
             raise ValueError("token_budget must hold at least one text of max_sequence_tokens")
+        if isinstance(self.processes, int) and self.processes < 1:
+            raise ValueError("processes must be 'auto' or at least 1")
         owned = (_OWNED_CONSUMER_KEYS | _OWNED_PRODUCER_KEYS) & set(self.kafka)
         if owned:
             raise ValueError(f"these librdkafka options are managed by the worker: {sorted(owned)}")
         return self
+
+    @property
+    def process_count(self) -> int:
+        """How many worker processes ``processes`` means on this host."""
+        if self.processes == "auto":
+            return max(1, os.cpu_count() or 1)
+        return int(self.processes)
 
     # --- rendering ------------------------------------------------------------------------------------------
     def _common_kafka_config(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ streaming its progress.  The pushed SavedModel directory is the only thing the t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,16 @@ def run_training(profile: str, data: str, model_base: Path, work_dir: Path) -> i
     setup = subprocess.run(["bash", str(SETUP_SCRIPT)], cwd=REPO, check=False)
     if setup.returncode != 0:
         return setup.returncode
-    command = [
+    # google-api-core warns about Python 3.10 support once per import (~34 FutureWarning lines) and buries the
+    # pipeline's progress; they concern the training environment's pinned Python, not the user.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning"}
+    command = training_command(profile, data, model_base, work_dir)
+    return subprocess.run(command, cwd=REPO, env=env, stdout=sys.stdout, stderr=sys.stderr, check=False).returncode
+
+
+def training_command(profile: str, data: str, model_base: Path, work_dir: Path) -> list[str]:
+    """The command ``scorer train`` runs in the training environment."""
+    return [
         str(TRAIN_PYTHON),
         "-m",
         "training.cli",
@@ -43,4 +53,3 @@ def run_training(profile: str, data: str, model_base: Path, work_dir: Path) -> i
         "--work-dir",
         str(work_dir.resolve()),
     ]
-    return subprocess.run(command, cwd=REPO, stdout=sys.stdout, stderr=sys.stderr, check=False).returncode

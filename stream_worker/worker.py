@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, TopicPartition
 
-from . import consume
+from . import connect, consume
 from .batch import Batcher, Pending
 from .commit import Committer, OffsetTracker
 from .consume import Incoming
@@ -27,8 +27,9 @@ from .encode import CONTENT_TYPE_HEADER, ScoreEncoder
 from .errors import BadMessage, ConfigError, InfrastructureError
 from .guard import Guard
 from .metrics import HealthServer, Metrics
+from .model_repo import ModelRepository, ModelWatcher, Version, initial_model, require_servable
 from .produce import Publisher
-from .score import Scorer, score_or_isolate
+from .score import Scorer, configure_threads, score_or_isolate
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Worker:
         )
         self.tracker = OffsetTracker()
         self.scorer: Scorer | None = None
+        self.watcher: ModelWatcher | None = None
         self.encode: ScoreEncoder | None = None
         self.publisher: Publisher | None = None
         self.consumer: Consumer | None = None
@@ -57,6 +59,8 @@ class Worker:
         s = self.settings
         server = HealthServer(self.metrics, s.metrics_host, s.metrics_port).start() if s.metrics_port else None
         try:
+            require_servable(s.model_dir, s.model_version)
+            connect.check_cluster(s.consumer_config(), s.broker_timeout_s, s.input_topic)
             self._load_model()
             if stop.is_set():
                 return
@@ -70,6 +74,7 @@ class Worker:
                     self._admit(incoming)
                 for batch in self.batcher.drain_due():
                     self._score_and_publish(batch)
+                self._maybe_swap_model()
                 self.publisher.poll(0)
                 self.committer.maybe_commit()
                 self.metrics.tick()
@@ -78,6 +83,8 @@ class Worker:
             raise
         finally:
             self.metrics.ready = False
+            if self.watcher is not None:
+                self.watcher.stop()
             self._shutdown()
             if server is not None:
                 server.stop()
@@ -85,11 +92,12 @@ class Worker:
     # --- stages ---------------------------------------------------------------------------------------------
     def _load_model(self) -> None:
         s = self.settings
-        self.scorer = Scorer.load(s.model_dir, s.inference_threads)
-        self.encode = ScoreEncoder(self.scorer.version, s.schema_dir)
-        seconds = self.scorer.warm_up(s.max_batch_size, s.max_sequence_tokens)
+        configure_threads(s.inference_threads)
+        repo = ModelRepository(s.model_dir, s.model_version, s.model_settle_s)
+        number, scorer = initial_model(repo, self._load_version)
+        seconds = scorer.last_warmup_s
+        self._serve(scorer)
         self.metrics.warmup_seconds.set(seconds)
-        self.metrics.model_info.labels(version=self.scorer.version).set(1)
         # A full window of worst-case batches must fit well inside max.poll.interval.ms.
         worst_window_s = seconds * s.sort_window * 4
         if worst_window_s * 1000 > s.max_poll_interval_ms:
@@ -98,6 +106,45 @@ class Worker:
                 f"{int(worst_window_s * 1000)} or lower max_batch_size/max_sequence_tokens"
             )
         log.info("model warmed up", extra={"seconds": round(seconds, 3), "batch": s.max_batch_size})
+        self.watcher = ModelWatcher(repo, self._load_version, number, s.model_poll_interval_s, self._refused).start()
+
+    def _load_version(self, version: Version) -> Scorer:
+        """Load, contract-check and warm up one version (runs in the watcher thread for rollouts)."""
+        scorer = Scorer.load_version(version.number, version.path)
+        scorer.last_warmup_s = scorer.warm_up(self.settings.max_batch_size, self.settings.max_sequence_tokens)
+        return scorer
+
+    def _refused(self, version: Version, reason: str) -> None:
+        kind = "warmup" if "warm-up" in reason else "contract" if "serving_default" in reason else "load"
+        self.metrics.model_load_failures.labels(reason=kind).inc()
+        log.error(
+            "model version refused; serving on with the current one",
+            extra={
+                "model_version": version.number,
+                "reason": reason,
+                "serving": self.scorer.version if self.scorer else None,
+            },
+        )
+
+    def _serve(self, scorer: Scorer) -> None:
+        previous = self.scorer.version if self.scorer is not None else None
+        self.scorer = scorer
+        self.encode = ScoreEncoder(scorer.version, self.settings.schema_dir)
+        self.metrics.serve_version(scorer.version, previous)
+
+    def _maybe_swap_model(self) -> None:
+        """Between two batches: serve a version the watcher loaded, if any (model_repo, step 3)."""
+        if self.watcher is None:
+            return
+        ready = self.watcher.take()
+        if ready is None:
+            return
+        _, scorer = ready
+        previous = self.scorer.version if self.scorer else None
+        assert isinstance(scorer, Scorer)
+        self._serve(scorer)
+        self.metrics.model_swaps.inc()
+        log.info("model version swapped", extra={"model_version": scorer.version, "previous": previous})
 
     def _admit(self, incoming: Incoming) -> None:
         """Track, decode, guard; a good message joins the batcher, a bad one goes to the dead-letter topic."""

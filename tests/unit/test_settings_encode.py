@@ -20,7 +20,7 @@ def test_env_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCORER_INPUT_TOPIC", "from-env")
     monkeypatch.setenv("SCORER_MAX_BATCH_SIZE", "64")
     monkeypatch.setenv("SCORER_SASL_PASSWORD", "hunter2")
-    s = build_settings(input_topic="from-flag", kafka_pairs=["ssl.ca.location=/ca.pem"])
+    s = build_settings(input_topic="from-flag", kafka=["ssl.ca.location=/ca.pem"])
     assert (s.input_topic, s.max_batch_size) == ("from-flag", 64)
     assert "hunter2" not in repr(s) and "hunter2" not in str(s.redacted())
     conf = s.consumer_config()
@@ -55,7 +55,7 @@ def test_properties_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         read_properties(path)
     with pytest.raises(ConfigError):
-        build_settings(kafka_pairs=["novalue"])
+        build_settings(kafka=["novalue"])
 
 
 def test_score_record_and_headers() -> None:
