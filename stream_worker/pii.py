@@ -11,16 +11,22 @@ What is a finding (every candidate comes from a regular expression and must then
   surrogates (RFC 2606/6761: ``example.com|net|org``, ``*.example``, ``*.test``, ``*.invalid``, ``*.localhost``).
 * ``PHONE``: ``phonenumbers.PhoneNumberMatcher`` with ``Leniency.VALID`` (a valid number for its region, with the
   library's own rejection of dates, times and odd groupings), run only on phone-shaped windows of 7+ digits.  Numbers
-  written with ``+`` or ``00`` are international; national formats are tried for ``DEFAULT_REGIONS``.
+  written with ``+`` or ``00`` are international; national formats are tried for every region of ``DEFAULT_REGIONS``
+  (the longest match wins).  Extra shape rules, because a random digit string is often a valid number somewhere: a
+  national format must start with the trunk ``0`` in regions that have one (GB, DE, FR, IN, AU; not US, ES, IT) and
+  have at most 12 digits; an unformatted digit run must start with ``0`` or be a 10-digit NANP number (so a bare
+  Spanish ``612345678`` is missed: a known gap); dotted forms need 3+ groups of 2+ digits (not decimals, dotted dates
+  or quads); year ranges (``1984-1992``) and forms ending in a one-digit group (ISBN-10) are not phones.
 * ``CREDIT_CARD``: 13-19 digits, contiguous or in the printed groupings (4-4-4-4[-1..3], Amex 4-6-5, Diners 4-6-4),
   first digit 2-6 (the major networks' IIN ranges), Luhn-valid (``stdnum.luhn``), not one repeated digit.
 * ``IBAN``: country code + check digits + BBAN, contiguous or in groups of four, upper case; validated with
   ``stdnum.iban`` (mod-97 checksum and the country's BBAN length/format).
 * ``IP_ADDRESS``: dotted-quad IPv4 and IPv6 validated with ``ipaddress``.  Not findings: unspecified, loopback,
   multicast, reserved (incl. netmasks such as 255.255.255.0) and documentation ranges (192.0.2.0/24,
-  198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32), IPv6 with fewer than three non-empty groups, and a dotted
-  quad right after ``v``/``version``/``ver``/``release``/``build``/``rev``/``firmware``/``patch`` (``v1.2.3.4`` is a
-  version, not an address).
+  198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32), IPv6 with fewer than three non-empty groups, a dotted quad of
+  one-digit numbers (``1.2.3.4``: a version or section number far more often than an address), and a dotted quad
+  right after ``v``/``version``/``ver``/``release``/``build``/``rev``/``firmware``/``patch``/``section``/``chapter``/
+  ``clause``/``step``/``§`` (``v10.2.30.4`` is a version).
 * ``URL_CREDENTIALS``: a ``scheme://`` URL with ``user:password@`` in its authority, or a query/fragment parameter
   named like a secret (``token``, ``key``, ``secret``, ``password``, ``passwd``, ``pwd``, ``access_token``,
   ``api_key``, ``apikey``, ``auth``, ``signature``, ``sig``, ``session``, ``sessionid``, ``sid``, or ending in
@@ -38,8 +44,11 @@ digit pattern, and values made only of mask characters (``x``, ``X``, ``*``, ``#
 (``<``, ``[``, ``{``, ``(``, ``${``) or of the form ``%NAME%`` are skipped where a pattern could otherwise accept them
 (e-mail local parts and domains, URL passwords and tokens).
 
-Overlaps are resolved by kind priority (URL_CREDENTIALS, EMAIL, IBAN, CREDIT_CARD, NATIONAL_ID, IP_ADDRESS, PHONE), so
-e.g. an IBAN's digits are not also a card and a URL's ``pw@host`` is not also an e-mail address.
+Overlaps are resolved by kind priority (URL_CREDENTIALS, EMAIL, IBAN, NATIONAL_ID, CREDIT_CARD, IP_ADDRESS, PHONE:
+the stronger check first), so e.g. an IBAN's digits are not also a card and a URL's ``pw@host`` is not also an e-mail
+address.  Digit patterns (cards, ids, phones) that are part of something else are not findings: a longer number (a
+digit group, or an IBAN head such as ``NL21 ABNA``, right before or after them) or a product code (right after
+``ISBN``, ``EAN``, ``UPC``, ``GTIN``, ``barcode``, ``SKU``, ``ASIN``, ``ISSN``).
 
 Cost: ``scan`` first runs one cheap regular expression; a text with no ASCII digit, no ``@``, no ``://`` and no ``::``
 returns at once.  The phone matcher (pure Python, ~25 us per window and region) runs only on windows of 7+ digits.
@@ -74,7 +83,7 @@ from stdnum.in_ import aadhaar as _aadhaar
 from stdnum.it import codicefiscale as _codicefiscale
 from stdnum.us import ssn as _ssn
 
-Kind = Literal["URL_CREDENTIALS", "EMAIL", "IBAN", "CREDIT_CARD", "NATIONAL_ID", "IP_ADDRESS", "PHONE"]
+Kind = Literal["URL_CREDENTIALS", "EMAIL", "IBAN", "NATIONAL_ID", "CREDIT_CARD", "IP_ADDRESS", "PHONE"]
 KINDS: tuple[Kind, ...] = get_args(Kind)  # also the overlap priority, highest first
 PiiPolicy = Literal["off", "flag", "redact", "reject"]
 POLICIES: tuple[PiiPolicy, ...] = get_args(PiiPolicy)
@@ -111,14 +120,21 @@ _CARD = re.compile(r"(?<![\w.,/+\-])[0-9](?:[ \-]?[0-9]){12,18}(?![\w]|[.,/\-][0
 _CARD_GROUPS = {(4, 4, 4, 4), (4, 4, 4, 1), (4, 4, 4, 2), (4, 4, 4, 3), (4, 4, 4, 4, 1), (4, 4, 4, 4, 2),
                 (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 4)}  # fmt: skip
 _IPV4 = re.compile(r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9])")
-_VERSION_BEFORE = re.compile(r"(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\brev\.?|\bfirmware|\bpatch)[\s:#]*$", re.I)
+_VERSION_BEFORE = re.compile(
+    r"\b(?:v|version|ver\.?|release|build|rev\.?|firmware|patch|section|chapter|clause|step)[\s:#]*$|§\s*$", re.I
+)
+_CODE_BEFORE = re.compile(r"\b(?:isbn(?:-?1[03])?|ean(?:-?13)?|upc|gtin|barcode|sku|asin|issn)[\s:#]*$", re.I)
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{0,4})(?![\w:]|\.\w)"
 )
 _DOC_NETS = tuple(
     ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 )
-_PHONE_WINDOW = re.compile(r"(?<![\w+])(?:\+|\b00)?[ (]*[0-9][0-9 \t\-./()]{5,24}[0-9]")
+_PHONE_WINDOW = re.compile(r"(?<![\w+.,#])(?:\+|\b00)?[ (]*[0-9][0-9 \t\-./()]{5,24}[0-9]")
+_YEAR_RANGE = re.compile(r"\(?(?:1[5-9]|20)[0-9]{2} ?[-/] ?(?:1[5-9]|20)[0-9]{2}\)?")
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_GROUP_BEFORE = re.compile(r"(?:[0-9][ \-.]|[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4})* )$")  # glued to digits / an IBAN head
+_GROUP_AFTER = re.compile(r"[ \-.][0-9]")
 
 _NATIONAL: tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...] = (
     (re.compile(r"(?<![\w\-])[0-9]{3}([\- ])[0-9]{2}\1[0-9]{4}(?![\w]|-[0-9])"), _ssn.is_valid),
@@ -177,6 +193,10 @@ class PiiScanner:
         if unknown:
             raise ValueError(f"unknown phone regions: {unknown}")
         self._regions = tuple(regions) or ("US",)
+        # Regions whose national format starts with a trunk "0" (GB, DE, FR, IN, AU ...): a national-format candidate
+        # without it is not taken for one of their numbers (DE would otherwise accept most long digit strings).
+        meta = {r: phonenumbers.PhoneMetadata.metadata_for_region(r) for r in self._regions}
+        self._trunk0 = {r: m is not None and m.national_prefix == "0" for r, m in meta.items()}
         self._kinds = frozenset(kinds)
         bad = self._kinds - set(KINDS)
         if bad:
@@ -250,6 +270,8 @@ class PiiScanner:
                 continue
             if _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start()) or not _personal(addr):
                 continue
+            if all(len(octet) == 1 for octet in m.group().split(".")):  # 1.2.3.4: a section or version number
+                continue
             out.append(Finding("IP_ADDRESS", m.start(), m.end()))
         return out
 
@@ -286,7 +308,9 @@ class PiiScanner:
             digits = value.replace(" ", "").replace("-", "")
             if len(groups) > 1 and (groups not in _CARD_GROUPS or len(set(re.findall(r"[ \-]", value))) > 1):
                 continue
-            if digits[0] in "23456" and len(set(digits)) > 1 and _luhn.is_valid(digits):
+            if digits[0] not in "23456" or len(set(digits)) == 1 or _glued(text, m.start(), m.end()):
+                continue
+            if _luhn.is_valid(digits):
                 out.append(Finding("CREDIT_CARD", m.start(), m.end()))
         return out
 
@@ -297,7 +321,7 @@ class PiiScanner:
                 value = m.group()
                 if is_valid is _ssn.is_valid and re.sub(r"[^0-9]", "", value) in _EXAMPLE_IDS:
                     continue
-                if is_valid(value):
+                if not _glued(text, m.start(), m.end()) and is_valid(value.replace(" ", "")):
                     out.append(Finding("NATIONAL_ID", m.start(), m.end()))
         return out
 
@@ -308,12 +332,45 @@ class PiiScanner:
                 continue
             lo = max(0, w.start() - 2)
             window = text[lo : w.end() + 2]
-            for region in self._regions:
-                matches = list(phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID))
-                if matches:
-                    out += [Finding("PHONE", lo + pm.start, lo + pm.end) for pm in matches]
-                    break
+            for region in self._regions:  # every region: "00 1 ..." is a full number for GB, a partial one for US
+                for pm in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID):
+                    start = lo + pm.start
+                    end = lo + pm.end
+                    if (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()):
+                        continue
+                    if len(_DIGIT.findall(pm.raw_string)) < 7 or _glued(text, start, end):
+                        continue
+                    if _phone_shape(pm.raw_string, text[max(0, start - 12) : start], self._trunk0[region]):
+                        out.append(Finding("PHONE", start, end))
         return out
+
+
+def _glued(text: str, start: int, end: int) -> bool:
+    """True when a digit pattern is part of something else: digit groups (or an IBAN head) right before or after it,
+    or a product-code word (ISBN, EAN, UPC ...) right before it."""
+    if _GROUP_BEFORE.search(text, max(0, start - 20), start) or _GROUP_AFTER.match(text, end):
+        return True
+    return _CODE_BEFORE.search(text, max(0, start - 12), start) is not None
+
+
+def _phone_shape(raw: str, before: str, trunk0: bool) -> bool:
+    """Shape rules on top of phonenumbers' validity: no versions, dotted quads, decimals, dotted dates, year ranges,
+    bare serials; national formats start with the region's trunk 0 where it has one and have at most 12 digits."""
+    if _VERSION_BEFORE.search(before) or _DOTTED_QUAD.fullmatch(raw) or _YEAR_RANGE.fullmatch(raw):
+        return False
+    if len(re.split(r"[^0-9]+", raw.rstrip(") "))[-1]) < 2:  # ends in a one-digit group: an ISBN-10 check digit
+        return False
+    national = raw.lstrip("( ")
+    if national.startswith(("+", "00")):
+        return True
+    if (trunk0 and not national.startswith("0")) or len(_DIGIT.findall(raw)) > 12:
+        return False
+    if raw.isdigit():  # an unformatted national number: only with a trunk 0 or as a 10-digit NANP number
+        return raw.startswith("0") or len(raw) == 10
+    if "." in raw:
+        groups = [g for g in re.split(r"[^0-9]+", raw) if g]
+        return all(len(g) >= 2 for g in groups) and len(groups) > 2
+    return True
 
 
 def _personal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
