@@ -16,7 +16,8 @@ What is a finding (every candidate comes from a regular expression and must then
   national format must start with the trunk ``0`` in regions that have one (GB, DE, FR, IN, AU; not US, ES, IT) and
   have at most 12 digits; an unformatted digit run must start with ``0`` or be a 10-digit NANP number (so a bare
   Spanish ``612345678`` is missed: a known gap); dotted forms need 3+ groups of 2+ digits (not decimals, dotted dates
-  or quads); year ranges (``1984-1992``) and forms ending in a one-digit group (ISBN-10) are not phones.
+  or quads); year ranges (``1984-1992``), the SSN shape ``3-2-4`` and forms ending in a one-digit group (ISBN-10) are
+  not phones.
 * ``CREDIT_CARD``: 13-19 digits, contiguous or in the printed groupings (4-4-4-4[-1..3], Amex 4-6-5, Diners 4-6-4),
   first digit 2-6 (the major networks' IIN ranges), Luhn-valid (``stdnum.luhn``), not one repeated digit.
 * ``IBAN``: country code + check digits + BBAN, contiguous or in groups of four, upper case; validated with
@@ -131,8 +132,9 @@ _DOC_NETS = tuple(
     ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 )
 _PHONE_WINDOW = re.compile(r"(?<![\w+.,#])(?:\+|\b00)?[ (]*[0-9][0-9 \t\-./()]{5,24}[0-9]")
-_YEAR_RANGE = re.compile(r"\(?(?:1[5-9]|20)[0-9]{2} ?[-/] ?(?:1[5-9]|20)[0-9]{2}\)?")
-_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_NOT_PHONE = re.compile(  # year ranges, dotted quads, the SSN shape (an invalid SSN is no phone number)
+    r"\(?(?:1[5-9]|20)[0-9]{2} ?[-/] ?(?:1[5-9]|20)[0-9]{2}\)?|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}"
+)
 _GROUP_BEFORE = re.compile(r"(?:[0-9][ \-.]|[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4})* )$")  # glued to digits / an IBAN head
 _GROUP_AFTER = re.compile(r"[ \-.][0-9]")
 
@@ -356,7 +358,7 @@ def _glued(text: str, start: int, end: int) -> bool:
 def _phone_shape(raw: str, before: str, trunk0: bool) -> bool:
     """Shape rules on top of phonenumbers' validity: no versions, dotted quads, decimals, dotted dates, year ranges,
     bare serials; national formats start with the region's trunk 0 where it has one and have at most 12 digits."""
-    if _VERSION_BEFORE.search(before) or _DOTTED_QUAD.fullmatch(raw) or _YEAR_RANGE.fullmatch(raw):
+    if _VERSION_BEFORE.search(before) or _NOT_PHONE.fullmatch(raw):
         return False
     if len(re.split(r"[^0-9]+", raw.rstrip(") "))[-1]) < 2:  # ends in a one-digit group: an ISBN-10 check digit
         return False
