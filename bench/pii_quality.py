@@ -92,6 +92,7 @@ def phone(r: random.Random) -> str:
     region = r.choice(PHONE_REGIONS)
     kind = r.choice([phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE])
     example = phonenumbers.example_number_for_type(region, kind)
+    assert example is not None
     significant = phonenumbers.national_significant_number(example)
     for _ in range(100):
         national = significant[:-4] + "".join(r.choice(string.digits) for _ in range(4))
@@ -421,7 +422,7 @@ def generate_corpus(per_kind: int = 300, negatives_per_family: int = 150, seed: 
 
 def score(scanner: PiiScanner, samples: list[Sample]) -> tuple[dict[str, Counts], dict[str, int]]:
     """Per-kind counts, and how many texts of each negative family got any finding."""
-    counts = {kind: Counts() for kind in KINDS}
+    counts: dict[str, Counts] = {kind: Counts() for kind in KINDS}
     flagged_negatives: dict[str, int] = {}
     for s in samples:
         found = scanner.scan(s.text)
@@ -554,9 +555,9 @@ def main() -> None:
         f"- texts flagged: **{len(flagged)} / {len(rows):,} = {rate:.3%}** "
         f"(review rows only: {len(reviews)} / {n_reviews:,} = {len(reviews) / n_reviews:.3%})",
     ]
-    for c, t, found in flagged[:10]:
+    for category, t, found in flagged[:10]:
         values = ", ".join(f"{f.kind} `{t[f.start : f.end]}`" for f in found)
-        lines.append(f"  - {c}: {values} (public review text)")
+        lines.append(f"  - {category}: {values} (public review text)")
     lines += [
         f"- texts passing the cheap pre-check (a digit, `@`, `://` or `::`): {passing / len(texts):.1%}",
         "",
