@@ -1,0 +1,166 @@
+"""Model rollout without restart, on a real broker, through the ``scorer worker`` console script.
+
+A stream is scored while version 8 is copied into the repository file by file (as TFX Pusher does): outputs flip
+from 7 to 8 with no restart and no loss.  Then a broken version 9 (corrupt ``saved_model.pb``) is pushed: it is
+refused (log line + ``scorer_model_load_failures_total``) and scoring goes on with 8.  Along the input's offsets,
+the versions never go back and never include 9.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+
+from stream_worker.avro import OUTPUT_SCHEMA, load_schema
+from stream_worker.broker import free_port
+from tests.harness import avro_messages, http_get, metric_value, produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+SCORER = str(Path(sys.executable).parent / "scorer")
+
+
+def slow_copy(src: Path, dst: Path) -> None:
+    """Copy a version folder file by file with pauses, like a pusher writing to shared storage."""
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            time.sleep(0.3)
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_new_version_is_served_without_restart_and_a_broken_one_is_refused(
+    broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "models"
+    shutil.copytree(toy_model_dir / "7", repo / "7")
+    bootstrap = broker.bootstrap_servers
+    in_topic, out_topic, dlq_topic = topic_factory(broker), topic_factory(broker), topic_factory(broker)
+    port = free_port()
+    log_path = tmp_path / "worker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORER_")}
+    worker = subprocess.Popen(
+        [
+            SCORER,
+            "worker",
+            "--bootstrap-servers",
+            bootstrap,
+            "--input-topic",
+            in_topic,
+            "--output-topic",
+            out_topic,
+            "--dead-letter-topic",
+            dlq_topic,
+            "--group-id",
+            f"g-{in_topic}",
+            "--model-dir",
+            str(repo),
+            "--metrics-port",
+            str(port),
+            "--session-timeout-ms",
+            "6000",
+            "--model-poll-interval-s",
+            "0.5",
+            "--model-settle-s",
+            "1",
+        ],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def stream() -> None:
+        n = 0
+        while not stop.is_set():
+            batch = [
+                {"id": f"m-{i:05d}", "text": "a great film" if i % 2 else "an awful waste"} for i in range(n, n + 20)
+            ]
+            produce(bootstrap, in_topic, avro_messages(batch))
+            n += 20
+            sent.append(n)
+            time.sleep(0.2)
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    try:
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200 or worker.poll() is not None, 120, "worker ready")
+        assert worker.poll() is None, log_path.read_text()[-3000:]
+        streamer.start()
+        read_topic(bootstrap, out_topic, lambda r: len(r) >= 100, 60)
+
+        slow_copy(repo / "7", repo / "8")  # a non-atomic push of a new version
+        wait_for(
+            lambda: metric_value(http_get(port, "/metrics")[1], "scorer_model_info", 'version="8"') == 1,
+            60,
+            "version 8 served",
+        )
+
+        broken = repo / "9"
+        shutil.copytree(repo / "7", broken)
+        (broken / "saved_model.pb").write_bytes(b"\x00 this is not a protocol buffer \xff" * 10)
+        wait_for(
+            lambda: (
+                sum(
+                    metric_value(http_get(port, "/metrics")[1], "scorer_model_load_failures_total", f'reason="{r}"')
+                    for r in ("load", "contract", "warmup")
+                )
+                >= 1
+            ),
+            60,
+            "version 9 refused",
+        )
+        time.sleep(2.0)  # keep scoring after the refusal
+        stop.set()
+        streamer.join(30)
+        total = sent[-1]
+        records = read_topic(bootstrap, out_topic, lambda r: len({x.key for x in r}) >= total, 120)
+        assert worker.poll() is None, "the worker must keep running"
+
+        schema = load_schema(OUTPUT_SCHEMA)
+        decoded = [fastavro.schemaless_reader(io.BytesIO(r.value or b""), schema, None) for r in records]
+        assert {d["id"] for d in decoded} == {f"m-{i:05d}" for i in range(total)}, "no message may be lost"
+        by_offset = sorted(decoded, key=lambda d: d["source_offset"])
+        versions = [d["model_version"] for d in by_offset]
+        assert set(versions) == {"7", "8"}, set(versions)
+        first8 = versions.index("8")
+        assert all(v == "7" for v in versions[:first8]) and all(v == "8" for v in versions[first8:]), (
+            "versions must flip once, in offset order"
+        )
+        headers = {r.headers.get("scorer.model.version") for r in records}
+        assert headers == {b"7", b"8"}
+        metrics = http_get(port, "/metrics")[1]
+        assert metric_value(metrics, "scorer_model_info", 'version="8"') == 1
+        assert metric_value(metrics, "scorer_model_info", 'version="7"') == 0
+        assert metric_value(metrics, "scorer_model_swaps_total") == 1
+        log = log_path.read_text()
+        assert "model version refused" in log and "Traceback" not in log
+        assert "great film" not in log and "awful waste" not in log
+    finally:
+        stop.set()
+        if worker.poll() is None:
+            worker.terminate()
+            assert worker.wait(60) == 0
