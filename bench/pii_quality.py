@@ -322,6 +322,7 @@ def negatives(r: random.Random) -> dict[str, Callable[[], str]]:
         y, m, d = n(1920, 2030), n(1, 12), n(1, 28)
         return r.choice([
             f"{y}-{m:02d}-{d:02d}", f"{d:02d}/{m:02d}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d} March {y}",
+            f"{d:02d}.{m:02d}.{y}", f"{d:02d}-{m:02d}-{y}", f"{y}/{m:02d}/{d:02d}",
             f"{y}-{m:02d}-{d:02d}T{n(0, 23):02d}:{n(0, 59):02d}:00Z", f"{y}{m:02d}{d:02d}",
         ])  # fmt: skip
 

@@ -16,18 +16,18 @@ What is a finding (every candidate comes from a regular expression and must then
   national format must start with the trunk ``0`` in regions that have one (GB, DE, FR, IN, AU; not US, ES, IT) and
   have at most 12 digits; an unformatted digit run must start with ``0`` or be a 10-digit NANP number (so a bare
   Spanish ``612345678`` is missed: a known gap); dotted forms need 3+ groups of 2+ digits (not decimals, dotted dates
-  or quads); year ranges (``1984-1992``), the SSN shape ``3-2-4`` and forms ending in a one-digit group (ISBN-10) are
-  not phones.
+  or quads); year ranges (``1984-1992``), dates (``07.01.2024``), the SSN shape ``3-2-4`` and forms ending in a
+  one-digit group (ISBN-10) are not phones.
 * ``CREDIT_CARD``: 13-19 digits, contiguous or in the printed groupings (4-4-4-4[-1..3], Amex 4-6-5, Diners 4-6-4),
   first digit 2-6 (the major networks' IIN ranges), Luhn-valid (``stdnum.luhn``), not one repeated digit.
 * ``IBAN``: country code + check digits + BBAN, contiguous or in groups of four, upper case; validated with
   ``stdnum.iban`` (mod-97 checksum and the country's BBAN length/format).
 * ``IP_ADDRESS``: dotted-quad IPv4 and IPv6 validated with ``ipaddress``.  Not findings: unspecified, loopback,
-  multicast, reserved (incl. netmasks such as 255.255.255.0) and documentation ranges (192.0.2.0/24,
-  198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32), IPv6 with fewer than three non-empty groups, a dotted quad of
-  one-digit numbers (``1.2.3.4``: a version or section number far more often than an address), and a dotted quad
-  right after ``v``/``version``/``ver``/``release``/``build``/``rev``/``firmware``/``patch``/``section``/``chapter``/
-  ``clause``/``step``/``§`` (``v10.2.30.4`` is a version).
+  multicast, reserved (incl. netmasks such as 255.255.255.0), CIDR networks (``10.0.0.0/8``), documentation ranges
+  (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32), IPv6 with fewer than three non-empty groups, a
+  dotted quad of one-digit numbers (``1.2.3.4``: a version or section number far more often than an address), and a
+  dotted quad right after ``v``/``version``/``ver``/``release``/``build``/``rev``/``firmware``/``patch``/``section``/
+  ``chapter``/``clause``/``step``/``§`` (``v10.2.30.4`` is a version).
 * ``URL_CREDENTIALS``: a ``scheme://`` URL with ``user:password@`` in its authority, or a query/fragment parameter
   named like a secret (``token``, ``key``, ``secret``, ``password``, ``passwd``, ``pwd``, ``access_token``,
   ``api_key``, ``apikey``, ``auth``, ``signature``, ``sig``, ``session``, ``sessionid``, ``sid``, or ending in
@@ -119,7 +119,7 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-
 _CARD = re.compile(r"(?<![\w.,/+\-])[0-9](?:[ \-]?[0-9]){12,18}(?![\w]|[.,/\-][0-9])")
 _CARD_GROUPS = {(4, 4, 4, 4), (4, 4, 4, 1), (4, 4, 4, 2), (4, 4, 4, 3), (4, 4, 4, 4, 1), (4, 4, 4, 4, 2),
                 (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 4)}  # fmt: skip
-_IPV4 = re.compile(r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9])")
+_IPV4 = re.compile(r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9]|/[0-9])")  # not a CIDR network
 _VERSION_BEFORE = re.compile(
     r"\b(?:v|version|ver\.?|release|build|rev\.?|firmware|patch|section|chapter|clause|step)[\s:#]*$|§\s*$", re.I
 )
@@ -131,8 +131,9 @@ _DOC_NETS = tuple(
     ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 )
 _PHONE_WINDOW = re.compile(r"(?<![\w+.,#])(?:\+|\b00)?[ (]*[0-9][0-9 \t\-./()]{5,24}[0-9]")
-_NOT_PHONE = re.compile(  # year ranges, dotted quads, the SSN shape (an invalid SSN is no phone number)
+_NOT_PHONE = re.compile(  # year ranges, dates, dotted quads, the SSN shape (an invalid SSN is no phone number)
     r"\(?(?:1[5-9]|20)[0-9]{2} ?[-/] ?(?:1[5-9]|20)[0-9]{2}\)?|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}"
+    r"|[0-3]?[0-9]([./-])[01]?[0-9]\1(?:1[5-9]|20)[0-9]{2}|(?:1[5-9]|20)[0-9]{2}([./-])[01]?[0-9]\2[0-3]?[0-9]"
 )
 _GROUP_BEFORE = re.compile(r"(?:[0-9][ \-.]|[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4})* )$")  # glued to digits / an IBAN head
 _GROUP_AFTER = re.compile(r"[ \-.][0-9]")
