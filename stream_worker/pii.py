@@ -13,15 +13,15 @@ What is a finding (every candidate comes from a regular expression and must then
   library's own rejection of dates, times and odd groupings), run only on phone-shaped windows of 7+ digits.  Numbers
   written with ``+`` or ``00`` are international; national formats are tried for every region of ``DEFAULT_REGIONS``
   (the longest match wins).  Extra shape rules, because a random digit string is often a valid number somewhere: a
-  national format must start with the trunk ``0`` in regions that have one (GB, DE, FR, IN, AU; not US, ES, IT) and
+  national format must start with the trunk ``0`` in regions that have one (GB, DE, FR, AU, IN but its mobiles) and
   have at most 12 digits; an unformatted digit run must start with ``0`` or be a 10-digit NANP number (so a bare
   Spanish ``612345678`` is missed: a known gap); dotted forms need 3+ groups of 2+ digits (not decimals, dotted dates
   or quads); year ranges (``1984-1992``), dates (``07.01.2024``), the SSN shape ``3-2-4`` and forms ending in a
   one-digit group (ISBN-10) are not phones.
 * ``CREDIT_CARD``: 13-19 digits, contiguous or in the printed groupings (4-4-4-4[-1..3], Amex 4-6-5, Diners 4-6-4),
   first digit 2-6 (the major networks' IIN ranges), Luhn-valid (``stdnum.luhn``), not one repeated digit.
-* ``IBAN``: country code + check digits + BBAN, contiguous or in groups of four, upper case; validated with
-  ``stdnum.iban`` (mod-97 checksum and the country's BBAN length/format).
+* ``IBAN``: country code + check digits + BBAN, contiguous or in groups of four, any case; validated with
+  ``stdnum.iban`` (mod-97 checksum and the country's BBAN length/format; the longest valid prefix of a candidate).
 * ``IP_ADDRESS``: dotted-quad IPv4 and IPv6 validated with ``ipaddress``.  Not findings: unspecified, loopback,
   multicast, reserved (incl. netmasks such as 255.255.255.0), CIDR networks (``10.0.0.0/8``), documentation ranges
   (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32), IPv6 with fewer than three non-empty groups, a
@@ -115,7 +115,7 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
 _CARD = re.compile(r"(?<![\w.,/+\-])[0-9](?:[ \-]?[0-9]){12,18}(?![\w]|[.,/\-][0-9])")
 _CARD_GROUPS = {(4, 4, 4, 4), (4, 4, 4, 1), (4, 4, 4, 2), (4, 4, 4, 3), (4, 4, 4, 4, 1), (4, 4, 4, 4, 2),
                 (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 4)}  # fmt: skip
@@ -196,8 +196,9 @@ class PiiScanner:
         if unknown:
             raise ValueError(f"unknown phone regions: {unknown}")
         self._regions = tuple(regions) or ("US",)
-        # Regions whose national format starts with a trunk "0" (GB, DE, FR, IN, AU ...): a national-format candidate
+        # Regions whose national format starts with a trunk "0" (GB, DE, FR, AU ...): a national-format candidate
         # without it is not taken for one of their numbers (DE would otherwise accept most long digit strings).
+        # India's mobile numbers are customarily written without it (98765 43210): they are let through below.
         meta = {r: phonenumbers.PhoneMetadata.metadata_for_region(r) for r in self._regions}
         self._trunk0 = {r: m is not None and m.national_prefix == "0" for r, m in meta.items()}
         self._kinds = frozenset(kinds)
@@ -288,7 +289,7 @@ class PiiScanner:
     def _ibans(self, text: str, lo: int, hi: int) -> list[Finding]:
         out = []
         for m in _IBAN.finditer(text, lo, hi):
-            # The pattern may run on into following upper-case words: try the longest valid prefix.
+            # The pattern may run on into the words after it: try the longest valid prefix.
             chars = [(i, c) for i, c in enumerate(m.group(), m.start()) if c != " "]
             for n in range(min(len(chars), 34), 14, -1):
                 if _iban.is_valid("".join(c for _, c in chars[:n])):
@@ -339,7 +340,8 @@ class PiiScanner:
                         continue
                     if len(_DIGIT.findall(pm.raw_string)) < 7 or _glued(text, start, end):
                         continue
-                    if _phone_shape(pm.raw_string, text[max(0, start - 12) : start], self._trunk0[region]):
+                    trunk0 = self._trunk0[region] and not (region == "IN" and _is_mobile(pm.number))
+                    if _phone_shape(pm.raw_string, text[max(0, start - 12) : start], trunk0):
                         out.append(Finding("PHONE", start, end))
         return out
 
@@ -383,6 +385,10 @@ def _phone_shape(raw: str, before: str, trunk0: bool) -> bool:
         groups = [g for g in re.split(r"[^0-9]+", raw) if g]
         return all(len(g) >= 2 for g in groups) and len(groups) > 2
     return True
+
+
+def _is_mobile(number: phonenumbers.PhoneNumber) -> bool:
+    return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
 
 
 def _personal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
