@@ -102,12 +102,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     t_start = time.time()
     print(f"== training profile '{prof.name}' on data '{args.data}' (work dir {work})", flush=True)
 
-    print("== preparing data splits", flush=True)
-    data_root = data_lib.prepare(args.data, work / "data", seed=prof.seed, max_examples=prof.max_examples,
-                                 tfds_data_dir=args.tfds_data_dir)
-    counts = json.loads((pathlib.Path(data_root) / "splits.json").read_text())["counts"]
-    print(f"   {data_root}: {counts}", flush=True)
-
     if args.encoder:
         encoder_path = args.encoder
         print(f"== using encoder {encoder_path}", flush=True)
@@ -117,6 +111,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder_path = encoder_export.export_encoder(work / "encoders" / f"minilm-l6-v2-L{n}", prof.num_layers)
     vocab = encoder_export.vocab_path(encoder_path)
 
+    print("== preparing data splits", flush=True)
+    data_root = data_lib.prepare(args.data, work / "data", seed=prof.seed, max_examples=prof.max_examples,
+                                 tfds_data_dir=args.tfds_data_dir, docs=prof.pseudo_docs(),
+                                 windowing=prof.windowing(vocab))
+    info = json.loads((pathlib.Path(data_root) / "splits.json").read_text())
+    print(f"   {data_root}: {info['counts']} (pseudo-documents {info['pseudo_documents']})", flush=True)
+
     beam_args = list(pipeline_lib.DEFAULT_BEAM_ARGS) if not args.beam_arg else list(args.beam_arg)
     pipe = pipeline_lib.create_pipeline(
         pipeline_name=f"sentiment-scorer-{prof.name}",
@@ -125,20 +126,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder_path=encoder_path,
         vocab_file=vocab,
         serving_model_dir=str(model_base),
-        train_steps=prof.train_steps,
-        eval_steps=prof.eval_steps,
-        max_seq_length=prof.max_seq_length,
-        batch_size=prof.batch_size,
-        epochs=prof.epochs,
-        learning_rate=prof.learning_rate,
-        warmup_fraction=prof.warmup_fraction,
-        weight_decay=prof.weight_decay,
-        early_stopping_patience=prof.early_stopping_patience,
-        seed=prof.seed,
-        accuracy_lower_bound=prof.accuracy_lower_bound,
-        regression_delta=prof.regression_delta,
         metadata_path=str(work / "metadata.sqlite"),
         beam_pipeline_args=beam_args,
+        **prof.pipeline_kwargs(),
     )
     before = set(_versions(model_base))
     print(f"== running TFX pipeline ({len(pipe.components)} components, beam args {beam_args})", flush=True)
@@ -163,22 +153,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"== pipeline finished in {pipeline_seconds:.0f}s; model {'BLESSED' if blessed else 'NOT blessed'}",
           flush=True)
     pushed = model_base / str(new[-1]) if new else None
+    run_info = {"profile": prof.name, "data": args.data, "data_root": str(data_root),
+                "pushed_dir": str(pushed) if pushed else None, "blessed": blessed,
+                "pipeline_seconds": pipeline_seconds, "total_seconds": time.time() - t_start,
+                "command": " ".join([".venv-train/bin/python -m training.cli", *sys.argv[1:]])}
+    (work / RUN_INFO).write_text(json.dumps(run_info, indent=2))
     if not args.no_report:
-        from training import report
-
-        print("== writing report", flush=True)
-        report_path = report.write_report(
-            work_dir=work, pipeline_root=pipeline_root, data_root=pathlib.Path(data_root), profile=prof,
-            data_spec=args.data, pushed_dir=pushed, blessed=blessed, pipeline_seconds=pipeline_seconds,
-            total_seconds=time.time() - t_start,
-            command=" ".join([".venv-train/bin/python -m training.cli", *sys.argv[1:]]),
-            out_dir=pathlib.Path(args.report_dir) if args.report_dir else None)
-        print(f"   report: {report_path}", flush=True)
+        _write_report(work, run_info, args.report_dir)
     if pushed is None:
         print("ERROR: the model was not blessed by the Evaluator; nothing was pushed.", file=sys.stderr)
         return 3
     print(f"== done in {time.time() - t_start:.0f}s; pushed model:", flush=True)
     print(pushed, flush=True)
+    return 0
+
+
+RUN_INFO = "run_info.json"
+
+
+def _write_report(work: pathlib.Path, run_info: dict, report_dir: str | None) -> pathlib.Path:
+    from training import profiles, report
+
+    print("== writing report", flush=True)
+    pushed = run_info.get("pushed_dir")
+    path = report.write_report(
+        work_dir=work, pipeline_root=work / "pipeline_root", data_root=pathlib.Path(run_info["data_root"]),
+        profile=profiles.get_profile(run_info["profile"]), data_spec=run_info["data"],
+        pushed_dir=pathlib.Path(pushed) if pushed else None, blessed=bool(run_info["blessed"]),
+        pipeline_seconds=float(run_info["pipeline_seconds"]), total_seconds=float(run_info["total_seconds"]),
+        command=run_info["command"], out_dir=pathlib.Path(report_dir) if report_dir else None)
+    print(f"   report: {path}", flush=True)
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """(Re)write the report of a finished ``train`` run from its work dir (run_info.json)."""
+    work = pathlib.Path(args.work_dir).resolve()
+    _write_report(work, json.loads((work / RUN_INFO).read_text()), args.report_dir)
     return 0
 
 
@@ -218,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--report-dir", default=None, help="where to write the report (default WORK/reports/VERSION)")
     t.add_argument("--no-report", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("report", help="(re)write the report of a finished train run")
+    r.add_argument("--work-dir", required=True)
+    r.add_argument("--report-dir", default=None, help="default WORK/reports/VERSION")
+    r.set_defaults(func=cmd_report)
 
     e = sub.add_parser("export-encoder", help="export the MiniLM weights as a TF-Hub SavedModel")
     e.add_argument("output_dir")

@@ -12,10 +12,25 @@ Exported SavedModel (the contract the Kafka workers rely on)::
 
 - normalisation and WordPiece tokenization run inside the graph (tensorflow_text ops: the loading process must
   ``import tensorflow_text`` first);
-- each batch is padded only to its longest text (capped at max_seq_length); long texts keep head + tail
-  (see training/preprocessing.py);
+- long documents: each text is cut into token windows of max_seq_length (stride ``window_stride``, at most
+  ``max_windows`` per text, head and tail windows kept when capping; see training/preprocessing.py); the windows
+  of all texts of the batch go through the encoder in ONE call, padded to the longest window; the windows' logits
+  are pooled per text (``pooling``: mean or confidence-weighted mean), multiplied by ``windows ** length_exponent``
+  (more windows read = more evidence; 1 for one window) and divided by a ``temperature``, both fitted on the eval
+  split after pooling; score = sigmoid(that).  A text of one window scores exactly as a one-window model;
 - ``label`` is "POSITIVE" if score >= 0.5 else "NEGATIVE";
-- a second signature ``serving_examples`` takes serialized tf.Examples (feature ``text``) for TFMA.
+- a second signature ``serving_examples`` takes serialized tf.Examples (feature ``text``) for TFMA (same scoring);
+- ``assets.extra/scorer.json`` holds the export-time settings the worker needs for its cost estimate::
+
+    {"max_seq_length": 64, "window_stride": 48, "max_windows": 16, "pooling": "confidence",
+     "temperature": 1.3, "contract": 1, "length_exponent": 0.3, "window_tokens": 62,
+     "windows_formula": "...", "score": "..."}
+
+Training sees one window per example (Transform, head+tail); the training split contains, besides the original
+texts, window-sized crops of pseudo-documents (training/data.py) so that windows cut out of long texts are in
+distribution.  After fitting, ``calibrate`` scores the eval split (texts and pseudo-documents) window by window and
+keeps the pooling, length exponent (grid 0..1) and temperature with the lowest eval log-loss; the scorer is
+exported with them.
 """
 
 from __future__ import annotations
@@ -133,24 +148,89 @@ class _Progress:
         return _CB()
 
 
-class ScorerModule(tf.Module):
-    """What gets exported: tokenizer + encoder/head variables + the two signatures."""
+POOLINGS = ("mean", "confidence")
+SCORER_METADATA = "scorer.json"  # written to <export>/assets.extra/ (the Pusher copies the whole directory)
+CONTRACT_VERSION = 1
 
-    def __init__(self, model, vocab_file: str, max_seq_length: int):
+
+def pool_logits(logits: tf.Tensor, text_index: tf.Tensor, num_texts: tf.Tensor, pooling: str) -> tf.Tensor:
+    """Window logits [windows] -> text logits [texts].
+
+    mean:       the mean of the windows' logits.
+    confidence: a confidence-weighted mean, weights |logit| (+1e-6): confident windows (the verdict) count more
+                than neutral ones (plot summary).  One window gives its own logit under either pooling.
+    """
+    if pooling == "mean":
+        return tf.math.unsorted_segment_mean(logits, text_index, num_texts)
+    if pooling == "confidence":
+        w = tf.abs(logits) + 1e-6
+        return (tf.math.unsorted_segment_sum(w * logits, text_index, num_texts)
+                / tf.math.unsorted_segment_sum(w, text_index, num_texts))
+    raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+
+
+def pool_logits_np(logits, text_index, num_texts: int, pooling: str):
+    """numpy twin of pool_logits (calibration and the report's max_windows sweep)."""
+    import numpy as np
+
+    logits = np.asarray(logits, np.float64)
+    w = np.ones_like(logits) if pooling == "mean" else np.abs(logits) + 1e-6
+    num = np.bincount(text_index, weights=w * logits, minlength=num_texts)
+    return num / np.bincount(text_index, weights=w, minlength=num_texts)
+
+
+class ScorerModule(tf.Module):
+    """What gets exported: tokenizer + encoder/head variables + the two signatures.
+
+    serving: texts -> windows (preprocessing.encode_windows) -> ONE encoder call over all windows of the batch
+    -> window logits -> pooled per text (``pooling``) -> divided by ``temperature`` -> sigmoid.
+    """
+
+    def __init__(self, model, vocab_file: str, max_seq_length: int, window_stride: int | None = None,
+                 max_windows: int = 1, pooling: str = "mean", temperature: float = 1.0,
+                 length_exponent: float = 0.0):
         super().__init__(name="sentiment_scorer")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
         # Keep the Keras model out of the SavedModel object graph (no Keras metadata: TFMA then treats the export
         # as a generic SavedModel with signatures); its variables are tracked explicitly instead.
         object.__setattr__(self, "_keras_model", model)
         self.model_variables = list(model.variables)
         self.tokenizer = preprocessing.make_tokenizer(vocab_file)
         self.cls_id, self.sep_id = preprocessing.special_token_ids(vocab_file)
-        self.max_seq_length = max_seq_length
+        self.max_seq_length = int(max_seq_length)
+        self.window_stride = int(window_stride or max(max_seq_length - 2, 1))
+        self.max_windows = int(max_windows)
+        self.pooling = pooling
+        self.temperature = float(temperature)
+        self.length_exponent = float(length_exponent)
+
+    def metadata(self) -> dict:
+        return {"max_seq_length": self.max_seq_length, "window_stride": self.window_stride,
+                "max_windows": self.max_windows, "pooling": self.pooling, "temperature": self.temperature,
+                "contract": CONTRACT_VERSION, "length_exponent": self.length_exponent,
+                "window_tokens": self.max_seq_length - 2,
+                "windows_formula": "n = WordPiece tokens of the normalised text (no [CLS]/[SEP]); L = "
+                                   "max_seq_length - 2; windows = 1 if n <= L else min(max_windows, "
+                                   "1 + ceil((n - L) / window_stride)); each window is <= max_seq_length tokens",
+                "score": "P(POSITIVE) = sigmoid(pooled window logits * windows ** length_exponent / temperature)"}
+
+    def window_logits(self, text):
+        """(logits [windows] float32, text index [windows] int32) of every window of every text."""
+        enc, text_index = preprocessing.encode_windows(text, self.tokenizer, self.cls_id, self.sep_id,
+                                                       self.max_seq_length, self.window_stride, self.max_windows)
+        logits = self._keras_model({k: tf.cast(v, tf.int32) for k, v in enc.items()}, training=False)
+        return tf.reshape(tf.cast(logits, tf.float32), [-1]), text_index
 
     def _score(self, text):
-        enc = preprocessing.encode_texts(text, self.tokenizer, self.cls_id, self.sep_id, self.max_seq_length,
-                                         pad_to_max=False)
-        logits = self._keras_model({k: tf.cast(v, tf.int32) for k, v in enc.items()}, training=False)
-        score = tf.sigmoid(tf.reshape(tf.cast(logits, tf.float32), [-1]))
+        logits, text_index = self.window_logits(text)
+        pooled = pool_logits(logits, text_index, tf.size(text), self.pooling)
+        if self.length_exponent != 0.0:  # evidence grows with the windows read; exactly 1.0 for one window
+            windows = tf.math.unsorted_segment_sum(tf.ones_like(logits), text_index, tf.size(text))
+            pooled = pooled * tf.pow(tf.maximum(windows, 1.0), self.length_exponent)
+        if self.temperature != 1.0:
+            pooled = pooled / tf.constant(self.temperature, tf.float32)
+        score = tf.sigmoid(pooled)
         label = tf.where(score >= 0.5, tf.constant(features.LABEL_NAMES[1]), tf.constant(features.LABEL_NAMES[0]))
         return {"score": score, "label": label}
 
@@ -165,13 +245,159 @@ class ScorerModule(tf.Module):
         return self._score(parsed[features.TEXT_KEY])
 
 
-def export_scorer(model, vocab_file: str, max_seq_length: int, export_dir: str) -> None:
-    module = ScorerModule(model, vocab_file, max_seq_length)
+def export_scorer(model, vocab_file: str, max_seq_length: int, export_dir: str, window_stride: int | None = None,
+                  max_windows: int = 1, pooling: str = "mean", temperature: float = 1.0,
+                  length_exponent: float = 0.0) -> dict:
+    """Save the scorer SavedModel and ``<export_dir>/assets.extra/scorer.json``; return that metadata."""
+    module = ScorerModule(model, vocab_file, max_seq_length, window_stride, max_windows, pooling, temperature,
+                          length_exponent)
     signatures = {
         "serving_default": module.serve.get_concrete_function(),
         "serving_examples": module.serve_examples.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
+    meta = module.metadata()
+    extra = os.path.join(export_dir, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, SCORER_METADATA), "w") as f:
+        f.write(json.dumps(meta, indent=2))
+    return meta
+
+
+def read_scorer_metadata(export_dir) -> dict:
+    with tf.io.gfile.GFile(os.path.join(str(export_dir), "assets.extra", SCORER_METADATA)) as f:
+        return json.loads(f.read())
+
+
+def fit_temperature(logits, labels) -> float:
+    """Temperature T minimising the log-loss of sigmoid(logits / T) (1-D search over log T)."""
+    import numpy as np
+
+    z = np.asarray(logits, np.float64)
+    y = np.asarray(labels, np.float64)
+
+    def nll(log_t):
+        s = z / np.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    grid = np.linspace(np.log(0.05), np.log(20.0), 121)
+    best = grid[int(np.argmin([nll(g) for g in grid]))]
+    lo, hi = best - 0.06, best + 0.06  # golden-section refinement around the best grid point
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float(np.exp((lo + hi) / 2))
+
+
+def log_loss(logits, labels, temperature: float = 1.0) -> float:
+    import numpy as np
+
+    s = np.asarray(logits, np.float64) / temperature
+    return float(np.mean(np.logaddexp(0.0, s) - np.asarray(labels, np.float64) * s))
+
+
+def expected_calibration_error(scores, labels, bins: int = 10) -> float:
+    """ECE with equal-width bins on P(POSITIVE) (the positive-class reliability diagram)."""
+    import numpy as np
+
+    p = np.asarray(scores, np.float64)
+    y = np.asarray(labels, np.float64)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(p[m].mean() - y[m].mean())
+    return float(ece)
+
+
+def window_logits_batched(module: ScorerModule, texts: list[str], batch_size: int = 64):
+    """Window logits of many texts (length-sorted batches); returns (logits, text_index) over ``texts``' order."""
+    import numpy as np
+
+    fn = tf.function(module.window_logits, input_signature=[tf.TensorSpec([None], tf.string)])
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    all_logits, all_index = [], []
+    for i in range(0, len(texts), batch_size):
+        idx = order[i:i + batch_size]
+        logits, text_index = fn(tf.constant([texts[j] for j in idx]))
+        all_logits.append(logits.numpy())
+        all_index.append(idx[text_index.numpy()])
+    if not all_logits:
+        return np.zeros([0], np.float32), np.zeros([0], np.int64)
+    return np.concatenate(all_logits), np.concatenate(all_index)
+
+
+def _read_eval_texts(file_patterns) -> tuple[list[str], list[int]]:
+    """(text, label) of the transformed eval split (Transform passes the raw text through)."""
+    patterns = [file_patterns] if isinstance(file_patterns, str) else list(file_patterns)
+    files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
+    gz = all(f.endswith(".gz") for f in files)
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP" if gz else "")
+    spec = {features.TEXT_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+            features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=0)}
+    texts, labels = [], []
+    for rec in ds.batch(1024):
+        p = tf.io.parse_example(rec, spec)
+        texts += [t.decode("utf-8", "replace") for t in p[features.TEXT_KEY].numpy()]
+        labels += p[features.LABEL_KEY].numpy().tolist()
+    return texts, labels
+
+
+def calibrate(model, cfg: dict, eval_pattern) -> dict:
+    """Choose the pooling and fit the temperature on the eval split, after pooling (see module docstring)."""
+    import numpy as np
+
+    max_len = int(cfg["max_seq_length"])
+    module = ScorerModule(model, cfg["vocab_file"], max_len, int(cfg["window_stride"]), int(cfg["max_windows"]))
+    texts, labels = _read_eval_texts(eval_pattern)
+    y = np.asarray(labels)
+    t0 = time.time()
+    logits, index = window_logits_batched(module, texts)
+    windows = np.bincount(index, minlength=len(texts))
+    multi = windows > 1
+    candidates = {}
+    wanted = POOLINGS if cfg.get("pooling", "auto") == "auto" else (cfg["pooling"],)
+    exponents = [round(a, 2) for a in np.arange(0.0, 1.0001, 0.05)] if cfg.get("length_scaling", True) else [0.0]
+    scale = np.maximum(windows, 1).astype(np.float64)
+
+    def evaluate(pooled, temp):
+        scores = 1 / (1 + np.exp(-pooled / temp))
+        return {"temperature": temp, "eval_log_loss": log_loss(pooled, y, temp),
+                "eval_log_loss_multi_window": log_loss(pooled[multi], y[multi], temp) if multi.any() else 0.0,
+                "eval_accuracy": float(((pooled >= 0) == (y == 1)).mean()),
+                "eval_accuracy_multi_window": float(((pooled[multi] >= 0) == (y[multi] == 1)).mean())
+                if multi.any() else float("nan"),
+                "eval_ece": expected_calibration_error(scores, y),
+                "eval_ece_multi_window": expected_calibration_error(scores[multi], y[multi]) if multi.any() else 0.0}
+
+    for pooling in wanted:
+        pooled = pool_logits_np(logits, index, len(texts), pooling)
+        fits = []
+        for a in exponents:
+            z = pooled * scale ** a
+            temp = fit_temperature(z, y)
+            fits.append((log_loss(z, y, temp), a, temp))
+        _, a, temp = min(fits)
+        candidates[pooling] = dict(evaluate(pooled * scale ** a, temp), length_exponent=a,
+                                   without_length_scaling=evaluate(pooled, fit_temperature(pooled, y)))
+    best = min(candidates, key=lambda k: candidates[k]["eval_log_loss"])
+    out = {"pooling": best, "temperature": candidates[best]["temperature"],
+           "length_exponent": candidates[best]["length_exponent"], "candidates": candidates,
+           "eval_texts": len(texts), "eval_multi_window_texts": int(multi.sum()), "eval_windows": len(logits),
+           "seconds": time.time() - t0}
+    print(f"  [trainer] calibration on {len(texts)} eval texts ({int(multi.sum())} multi-window, {len(logits)} "
+          f"windows, {out['seconds']:.0f}s): " + "; ".join(
+              f"{k}: exponent={v['length_exponent']} T={v['temperature']:.3f} log-loss={v['eval_log_loss']:.4f} "
+              f"acc={v['eval_accuracy']:.4f} multi-window acc={v['eval_accuracy_multi_window']:.4f} "
+              f"multi-window ECE={v['eval_ece_multi_window']:.4f} (without length scaling "
+              f"{v['without_length_scaling']['eval_ece_multi_window']:.4f})" for k, v in candidates.items())
+          + f" -> {best}", flush=True)
+    return out
 
 
 def run_fn(fn_args) -> None:
@@ -214,9 +440,19 @@ def run_fn(fn_args) -> None:
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=eval_ds,
                         validation_steps=int(fn_args.eval_steps), callbacks=callbacks, verbose=0)
     train_seconds = time.time() - t0
-    export_scorer(model, cfg["vocab_file"], int(cfg["max_seq_length"]), fn_args.serving_model_dir)
+    calibration = calibrate(model, cfg, fn_args.eval_files)
+    max_len, stride = int(cfg["max_seq_length"]), int(cfg["window_stride"])
+    meta = export_scorer(model, cfg["vocab_file"], max_len, fn_args.serving_model_dir, stride,
+                         int(cfg["max_windows"]), calibration["pooling"], calibration["temperature"],
+                         calibration["length_exponent"])
+    # Same weights / pooling / temperature with other window caps, for the report's accuracy-cost sweep (not
+    # pushed; max_windows=1 is the single-window head+tail scorer of earlier versions).
+    for k in sorted({int(x) for x in cfg.get("sweep_max_windows", [])} - {int(cfg["max_windows"])}):
+        export_scorer(model, cfg["vocab_file"], max_len, os.path.join(fn_args.model_run_dir, "variants",
+                                                                        f"max_windows_{k}"),
+                      stride, k, calibration["pooling"], calibration["temperature"], calibration["length_exponent"])
     summary = {"train_seconds": train_seconds, "epochs_run": len(history.history.get("loss", [])),
-               "steps_per_epoch": steps_per_epoch,
+               "steps_per_epoch": steps_per_epoch, "scorer": meta, "calibration": calibration,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
         f.write(json.dumps(summary, indent=2))

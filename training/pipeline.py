@@ -70,7 +70,8 @@ def eval_config(accuracy_lower_bound: float, regression_delta: float):
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_examples", label_key=features.LABEL_KEY,
                                     prediction_key="score", preprocessing_function_names=[])],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LENGTH_BUCKET_KEY])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LENGTH_BUCKET_KEY]),
+                       tfma.SlicingSpec(feature_keys=[features.WINDOWS_BUCKET_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
             # Blessing looks at the overall eval split only; the length-bucket slices are reported, not gated
@@ -97,6 +98,10 @@ def create_pipeline(
     train_steps: int,
     eval_steps: int,
     max_seq_length: int = 64,
+    window_stride: int = 48,
+    max_windows: int = 16,
+    pooling: str = "auto",
+    sweep_max_windows: tuple[int, ...] = (),
     batch_size: int = 32,
     epochs: int = 1,
     learning_rate: float = 5e-5,
@@ -113,7 +118,11 @@ def create_pipeline(
     enable_cache: bool = False,
 ) -> tfx.dsl.Pipeline:
     """Build the pipeline.  ``data_root`` holds ``train/``, ``eval/`` and ``test/`` tf.Example TFRecords
-    (see training.data); the test split is ingested for statistics/validation only."""
+    (see training.data); the test split is ingested for statistics/validation only.
+
+    ``window_stride`` / ``max_windows`` / ``pooling`` ("auto" = chosen on the eval split) are the exported
+    scorer's long-document settings (training/model.py); ``sweep_max_windows`` exports extra variants with other
+    window caps into the Trainer's model_run folder for the report."""
     example_gen = tfx.components.ImportExampleGen(
         input_base=data_root,
         input_config=tfx.proto.Input(splits=[
@@ -143,6 +152,8 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=eval_steps),
         custom_config={
             "encoder_path": encoder_path, "vocab_file": vocab_file, "max_seq_length": max_seq_length,
+            "window_stride": window_stride, "max_windows": max_windows, "pooling": pooling,
+            "sweep_max_windows": list(sweep_max_windows),
             "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
             "warmup_fraction": warmup_fraction, "weight_decay": weight_decay,
             "early_stopping_patience": early_stopping_patience, "seed": seed,
