@@ -53,7 +53,9 @@ digit group, or an IBAN head such as ``NL21 ABNA``, right before or after them) 
 
 Cost: a text with no ASCII digit, ``@`` or ``:`` returns after one character-class search.  Digit patterns run only
 within 48 characters of a digit run; the phone matcher (pure Python, ~25 us per window and region) only on windows of
-7+ digits not already inside a stronger finding.  Digits are ASCII ``0-9``; other Unicode digits are not looked at.
+7-17 digits not already inside a stronger finding, and at most 256 times per text: beyond that (a table of numbers, not
+a review) phone-shaped windows are taken as phones without validation, which bounds the cost of a 64 KiB text.
+Digits are ASCII ``0-9``; other Unicode digits are not looked at.
 
 Libraries: ``phonenumbers`` (port of Google's libphonenumber: per-region numbering plans) and ``python-stdnum``
 (checksums and formats of IBAN, Luhn, national ids) are small, pure Python, need no data download and are well kept.
@@ -67,7 +69,9 @@ phonenumbers) that are used here directly.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -130,6 +134,7 @@ _IPV6 = re.compile(
 _DOC_NETS = tuple(
     ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 )
+_PHONE_BUDGET = 256  # phonenumbers matcher calls per text (~25 us each)
 _PHONE_WINDOW = re.compile(r"(?<![\w+.,#])(?:\+|\b00)?[ (]*[0-9][0-9 \t\-./()]{5,24}[0-9]")
 _NOT_PHONE = re.compile(  # year ranges, dates, dotted quads, the SSN shape (an invalid SSN is no phone number)
     r"\(?(?:1[5-9]|20)[0-9]{2} ?[-/] ?(?:1[5-9]|20)[0-9]{2}\)?|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}"
@@ -201,6 +206,7 @@ class PiiScanner:
         # India's mobile numbers are customarily written without it (98765 43210): they are let through below.
         meta = {r: phonenumbers.PhoneMetadata.metadata_for_region(r) for r in self._regions}
         self._trunk0 = {r: m is not None and m.national_prefix == "0" for r, m in meta.items()}
+        self._idd00 = [r for r, m in meta.items() if m is not None and m.international_prefix == "00"] or [regions[0]]
         self._kinds = frozenset(kinds)
         bad = self._kinds - set(KINDS)
         if bad:
@@ -216,6 +222,7 @@ class PiiScanner:
             found += self._urls(text)
         if "@" in text and "EMAIL" in want:
             found += self._emails(text)
+        budget = [_PHONE_BUDGET]  # phonenumbers calls left for this text
         for lo, hi in _windows(text):  # digit patterns run only near digits: long texts with few numbers stay cheap
             if "IP_ADDRESS" in want:
                 found += self._ipv4(text, lo, hi)
@@ -230,7 +237,7 @@ class PiiScanner:
                 if "CREDIT_CARD" in want:
                     found += self._cards(text, lo, hi)
                 if "PHONE" in want:
-                    found += self._phones(text, lo, hi, found)
+                    found += self._phones(text, lo, hi, found, budget)
         return _resolve(found) if len(found) > 1 else found
 
     # -- one method per kind ----------------------------------------------------------------------------------------
@@ -289,11 +296,12 @@ class PiiScanner:
     def _ibans(self, text: str, lo: int, hi: int) -> list[Finding]:
         out = []
         for m in _IBAN.finditer(text, lo, hi):
-            # The pattern may run on into the words after it: try the longest valid prefix.
-            chars = [(i, c) for i, c in enumerate(m.group(), m.start()) if c != " "]
-            for n in range(min(len(chars), 34), 14, -1):
-                if _iban.is_valid("".join(c for _, c in chars[:n])):
-                    out.append(Finding("IBAN", m.start(), chars[n - 1][0] + 1))
+            # The pattern may run on into the words after it: try the longest valid prefix ending at a group's end.
+            value = m.group()
+            ends = [len(value)] + [i for i in range(len(value) - 1, 14, -1) if value[i] == " "]
+            for n in ends:
+                if len(value[:n].replace(" ", "")) <= 34 and _iban.is_valid(value[:n]):
+                    out.append(Finding("IBAN", m.start(), m.start() + n))
                     break
         return out
 
@@ -325,15 +333,33 @@ class PiiScanner:
                     out.append(Finding("NATIONAL_ID", m.start(), m.end()))
         return out
 
-    def _phones(self, text: str, lo: int, hi: int, found: list[Finding]) -> list[Finding]:
+    def _phones(self, text: str, lo: int, hi: int, found: list[Finding], budget: list[int]) -> list[Finding]:
         out = []
+        strong = sorted((f.start, f.end) for f in found if f.end > lo and f.start < hi)
+        starts = [a for a, _ in strong]
+        reach = list(itertools.accumulate((b for _, b in strong), max))  # furthest end among findings so far
         for w in _PHONE_WINDOW.finditer(text, lo, hi):
-            if len(_DIGIT.findall(w.group())) < 7 or any(f.start <= w.start() and f.end >= w.end() for f in found):
-                continue  # too short, or already part of a stronger finding (card, IBAN, id)
-            regions = self._regions[:1] if w.group().lstrip("( ").startswith("+") else self._regions
+            digits = len(_DIGIT.findall(w.group()))
+            i = bisect.bisect_right(starts, w.start())
+            if not 7 <= digits <= 17 or (i and reach[i - 1] >= w.end()):
+                continue  # no phone number, part of a longer number, or inside a stronger finding (card, IBAN, id)
+            head = w.group().lstrip("( ")
+            if head.startswith(("+", "00")):  # international: one region that dials out with 00 parses it
+                regions: Sequence[str] = self._idd00[:1] if head[0] == "0" else self._regions[:1]
+            else:  # national: regions with a trunk 0 only for a leading 0 (or an Indian mobile, 6-9)
+                regions = [
+                    r
+                    for r in self._regions
+                    if not self._trunk0[r] or head[0] == "0" or (r == "IN" and head[0] in "6789")
+                ]
+            if budget[0] <= 0:  # a table of numbers, not a review: phone-shaped windows are taken unvalidated
+                if _phone_shape(w.group().strip("( )"), text[max(0, w.start() - 12) : w.start()], False):
+                    out.append(Finding("PHONE", w.start(), w.end()))
+                continue
+            budget[0] -= len(regions)
             base = max(0, w.start() - 2)
             window = text[base : w.end() + 2]
-            for region in regions:  # every region: "00 1 ..." is a full number for GB, a partial one for US
+            for region in regions:  # several regions: "00 1 ..." is a full number for GB, a partial one for US
                 for pm in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID):
                     start, end = base + pm.start, base + pm.end
                     if (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()):
@@ -375,7 +401,7 @@ def _phone_shape(raw: str, before: str, trunk0: bool) -> bool:
     if len(re.split(r"[^0-9]+", raw.rstrip(") "))[-1]) < 2:  # ends in a one-digit group: an ISBN-10 check digit
         return False
     national = raw.lstrip("( ")
-    if national.startswith(("+", "00")):
+    if national.startswith(("+", "00", "011")):
         return True
     if (trunk0 and not national.startswith("0")) or len(_DIGIT.findall(raw)) > 12:
         return False
@@ -398,12 +424,23 @@ def _personal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def _resolve(found: list[Finding]) -> list[Finding]:
-    """Keep the higher-priority (then longer, then earlier) finding wherever two overlap."""
+    """Sorted by position; wherever findings overlap, the higher-priority (then longer, then earlier) one is kept."""
+    found.sort(key=lambda f: (f.start, -f.end))
     kept: list[Finding] = []
-    for f in sorted(found, key=lambda f: (_PRIORITY[f.kind], f.start - f.end, f.start)):
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
-            kept.append(f)
-    return sorted(kept, key=lambda f: f.start)
+    cluster: list[Finding] = []  # findings that overlap one another, transitively; they end by cluster_end
+    cluster_end = 0
+    for f in [*found, None]:
+        if cluster and (f is None or f.start >= cluster_end):
+            chosen: list[Finding] = []
+            for c in sorted(cluster, key=lambda c: (_PRIORITY[c.kind], c.start - c.end, c.start)):
+                if all(c.end <= k.start or c.start >= k.end for k in chosen):
+                    chosen.append(c)
+            kept += sorted(chosen, key=lambda c: c.start)
+            cluster = []
+        if f is not None:
+            cluster.append(f)
+            cluster_end = max(cluster_end, f.end)
+    return kept
 
 
 def redact(text: str, findings: Iterable[Finding]) -> str:
