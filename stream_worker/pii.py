@@ -1,70 +1,53 @@
 """PII stage: check that "anonymized" text really is, before it is scored (issue 11).
 
-``PiiScanner.scan(text)`` finds residual personal data; ``apply_policy`` turns findings into what the worker and the
-HTTP server do with a text (``off`` | ``flag`` | ``redact`` | ``reject``).  Findings carry only a kind and offsets; they
-are internal and must never be logged (the kinds, e.g. the ``scorer.pii.kinds`` header, may be).
+``PiiScanner.scan(text)`` finds residual personal data; ``apply_policy`` turns the findings into what the worker and the
+HTTP server do (``off`` | ``flag`` | ``redact`` | ``reject``).  A ``Finding`` is a kind and offsets, internal only:
+never log it; the kinds (the ``scorer.pii.kinds`` header) may be logged.  Each candidate comes from a regular expression
+and must pass a validator:
 
-What is a finding (every candidate comes from a regular expression and must then pass a validator):
+* EMAIL: ``local@domain.tld``, Unicode letters allowed.  Not: masked local parts (``xxx@``), ``icon@2x.png``, and the
+  reserved domains pseudonymizers use (RFC 2606/6761: ``example.com|net|org``, ``.example``, ``.test``, ``.invalid``,
+  ``.localhost``).
+* PHONE: ``phonenumbers.PhoneNumberMatcher``, ``Leniency.VALID``, on windows of 7-17 digits; ``+``/``00``/``011``
+  numbers are international, national formats are tried for each of ``DEFAULT_REGIONS`` (the longest match wins).
+  Because most digit strings are a valid number somewhere: a national number must start with the trunk ``0`` where the
+  region has one (GB, DE, FR, AU; IN except mobiles) and have at most 12 digits; an unformatted one must start with
+  ``0`` or have 10 digits (a bare Spanish ``612345678`` is a known miss); dotted forms need 3+ groups of 2+ digits.
+  Not phones: year ranges, dates, dotted quads, the SSN shape, a last group of one digit (ISBN-10), and numbers after
+  ``v``/``version``/``build``/``section``/... (see ``_VERSION_BEFORE``).
+* CREDIT_CARD: 13-19 digits, contiguous or grouped as printed (4-4-4-4[-n], Amex 4-6-5, Diners 4-6-4), first digit 2-6
+  (the major networks), Luhn-valid (``stdnum.luhn``), not one repeated digit.
+* IBAN: contiguous or in groups of four, any case, ``stdnum.iban`` (mod-97 and the country's BBAN format); the longest
+  valid prefix ending at a group's end (the pattern may run on into the next words).
+* IP_ADDRESS: IPv4 dotted quads and IPv6, validated with ``ipaddress``.  Not: unspecified, loopback, multicast,
+  reserved (netmasks), CIDR networks (``10.0.0.0/8``), documentation ranges, IPv6 with < 3 non-empty groups, quads of
+  one-digit numbers (``1.2.3.4`` is a version or section far more often than an address), and quads after a version
+  word (``v10.2.30.4``, ``build 74.0.2365.141``).
+* URL_CREDENTIALS: a ``scheme://`` URL with ``user:password@``, or a query/fragment parameter named like a secret
+  (``token``, ``key``, ``secret``, ``password``, ``pwd``, ``auth``, ``sig``, ``session``, ``sid``, ``apikey``, or ending
+  in ``_token``, ``-key`` ...) with a non-placeholder value; the span is the whole URL.  A bare user name is not one.
+* NATIONAL_ID: formats distinctive enough to keep precision, checked by ``python-stdnum``: US SSN (3-2-4 with dashes or
+  spaces; not the textbook 123-45-6789), French NIR, Spanish DNI/NIE, Italian codice fiscale, Brazilian CPF
+  (``000.000.000-00``), Indian Aadhaar (4-4-4).  Not included: bare 9-11 digit ids with a weak check (Canadian SIN,
+  Dutch BSN, German Steuer-ID), which would cost precision on review text.
 
-* ``EMAIL``: ``local@domain.tld`` (Unicode letters allowed, TLD of 2+ letters).  Not findings: masked local parts
-  (``xxx@``, ``***@``), retina image names (``icon@2x.png``), and the reserved domains anonymizers use for
-  surrogates (RFC 2606/6761: ``example.com|net|org``, ``*.example``, ``*.test``, ``*.invalid``, ``*.localhost``).
-* ``PHONE``: ``phonenumbers.PhoneNumberMatcher`` with ``Leniency.VALID`` (a valid number for its region, with the
-  library's own rejection of dates, times and odd groupings), run only on phone-shaped windows of 7+ digits.  Numbers
-  written with ``+`` or ``00`` are international; national formats are tried for every region of ``DEFAULT_REGIONS``
-  (the longest match wins).  Extra shape rules, because a random digit string is often a valid number somewhere: a
-  national format must start with the trunk ``0`` in regions that have one (GB, DE, FR, AU, IN but its mobiles) and
-  have at most 12 digits; an unformatted digit run must start with ``0`` or be a 10-digit NANP number (so a bare
-  Spanish ``612345678`` is missed: a known gap); dotted forms need 3+ groups of 2+ digits (not decimals, dotted dates
-  or quads); year ranges (``1984-1992``), dates (``07.01.2024``), the SSN shape ``3-2-4`` and forms ending in a
-  one-digit group (ISBN-10) are not phones.
-* ``CREDIT_CARD``: 13-19 digits, contiguous or in the printed groupings (4-4-4-4[-1..3], Amex 4-6-5, Diners 4-6-4),
-  first digit 2-6 (the major networks' IIN ranges), Luhn-valid (``stdnum.luhn``), not one repeated digit.
-* ``IBAN``: country code + check digits + BBAN, contiguous or in groups of four, any case; validated with
-  ``stdnum.iban`` (mod-97 checksum and the country's BBAN length/format; the longest valid prefix of a candidate).
-* ``IP_ADDRESS``: dotted-quad IPv4 and IPv6 validated with ``ipaddress``.  Not findings: unspecified, loopback,
-  multicast, reserved (incl. netmasks such as 255.255.255.0), CIDR networks (``10.0.0.0/8``), documentation ranges
-  (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32), IPv6 with fewer than three non-empty groups, a
-  dotted quad of one-digit numbers (``1.2.3.4``: a version or section number far more often than an address), and a
-  dotted quad right after ``v``/``version``/``ver``/``release``/``build``/``rev``/``firmware``/``patch``/``section``/
-  ``chapter``/``clause``/``step``/``§`` (``v10.2.30.4`` is a version).
-* ``URL_CREDENTIALS``: a ``scheme://`` URL with ``user:password@`` in its authority, or a query/fragment parameter
-  named like a secret (``token``, ``key``, ``secret``, ``password``, ``passwd``, ``pwd``, ``access_token``,
-  ``api_key``, ``apikey``, ``auth``, ``signature``, ``sig``, ``session``, ``sessionid``, ``sid``, or ending in
-  ``_token``/``-key`` ...) with a non-empty value that is not a placeholder.  The whole URL is the span.  A user name
-  without a password is not a credential.
-* ``NATIONAL_ID``: formats distinctive enough to keep precision, each checked by ``python-stdnum``: US SSN (``3-2-4``
-  with dashes or spaces; area/group/serial rules, 123-45-6789 is an example value), French NIR (15 digits, mod-97 key),
-  Spanish DNI/NIE (check letter), Italian codice fiscale (check character), Brazilian CPF (``000.000.000-00``, two check
-  digits), Indian Aadhaar (``4-4-4``, Verhoeff).  Not included: formats that are just 9-11 bare digits with a weak check
-  (Canadian SIN, Dutch BSN, German Steuer-ID): on review text they would cost precision.
+Placeholders (``<EMAIL>``, ``[NAME]``, ``{{PHONE}}``, ``XXXX-XXXX``, ``***-**-****``, ``**** 1234`` ...) are not
+findings: they have too few digits for any digit pattern, and e-mail parts, URL passwords and tokens made of mask
+characters (``x X * # •``), starting with a bracket or ``${``, or of the form ``%NAME%`` are skipped.  Overlaps go to
+the kind listed first in ``KINDS`` (the stronger check), so an IBAN's digits are not also a card.  Digit patterns that
+are part of something else are not findings: digit groups or an IBAN head (``NL21 ABNA``) right before/after them, or
+a product-code word before them (ISBN, EAN, UPC, GTIN, barcode, SKU, ASIN, ISSN).  Digits are ASCII ``0-9`` only.
 
-Placeholders that anonymizers leave (``<EMAIL>``, ``[NAME]``, ``{{PHONE}}``, ``XXXX-XXXX``, ``***-**-****``,
-``<PHONE_NUMBER>``, ``[REDACTED]``, ``**** **** **** 1234`` ...) are not findings: they carry too few digits for any
-digit pattern, and values made only of mask characters (``x``, ``X``, ``*``, ``#``, ``•``), starting with a bracket
-(``<``, ``[``, ``{``, ``(``, ``${``) or of the form ``%NAME%`` are skipped where a pattern could otherwise accept them
-(e-mail local parts and domains, URL passwords and tokens).
+Cost: a text with no digit, ``@`` or ``:`` costs one character-class search.  Digit patterns run only within 48
+characters of a digit; the phone matcher (pure Python, ~25 us per window and region) at most 256 times per text, after
+which phone-shaped windows are taken without validation (a table of numbers, not a review): a 64 KiB text stays bounded.
 
-Overlaps are resolved by kind priority (URL_CREDENTIALS, EMAIL, IBAN, NATIONAL_ID, CREDIT_CARD, IP_ADDRESS, PHONE:
-the stronger check first), so e.g. an IBAN's digits are not also a card and a URL's ``pw@host`` is not also an e-mail
-address.  Digit patterns (cards, ids, phones) that are part of something else are not findings: a longer number (a
-digit group, or an IBAN head such as ``NL21 ABNA``, right before or after them) or a product code (right after
-``ISBN``, ``EAN``, ``UPC``, ``GTIN``, ``barcode``, ``SKU``, ``ASIN``, ``ISSN``).
-
-Cost: a text with no ASCII digit, ``@`` or ``:`` returns after one character-class search.  Digit patterns run only
-within 48 characters of a digit run; the phone matcher (pure Python, ~25 us per window and region) only on windows of
-7-17 digits not already inside a stronger finding, and at most 256 times per text: beyond that (a table of numbers, not
-a review) phone-shaped windows are taken as phones without validation, which bounds the cost of a 64 KiB text.
-Digits are ASCII ``0-9``; other Unicode digits are not looked at.
-
-Libraries: ``phonenumbers`` (port of Google's libphonenumber: per-region numbering plans) and ``python-stdnum``
-(checksums and formats of IBAN, Luhn, national ids) are small, pure Python, need no data download and are well kept.
-Rejected: Presidio analyzer (2.2.366, checked here).  Its ``AnalyzerEngine`` needs a spaCy model that it tries to
-download at start (fails offline); it pulls in spaCy (~300 MB environment); its e-mail recognizer calls
-``tldextract``, which fetches the public-suffix list at run time; its context words (the part that lifts precision)
-need the spaCy pipeline; and its pattern recognizers used alone (with ``nlp_artifacts=None``) cost ~0.9 ms per short
-review on this machine, far over the budget.  Its recognizers wrap the same validations (Luhn, IBAN mod-97,
-phonenumbers) that are used here directly.
+Libraries: ``phonenumbers`` (port of Google's libphonenumber) and ``python-stdnum`` (checksums and formats) are small,
+pure Python, need no data download and are well kept.  Rejected: Presidio analyzer (2.2.366, tried here).  Its
+``AnalyzerEngine`` tries to download a spaCy model at start (fails offline); it pulls in spaCy (~300 MB); its e-mail
+recognizer calls ``tldextract``, which fetches the public-suffix list at run time; its context words need the spaCy
+pipeline; and its pattern recognizers used alone cost ~0.9 ms per short review, far over the budget.  They wrap the
+same validations (Luhn, IBAN mod-97, phonenumbers) that are used here directly.
 """
 
 from __future__ import annotations
@@ -206,7 +189,8 @@ class PiiScanner:
         # India's mobile numbers are customarily written without it (98765 43210): they are let through below.
         meta = {r: phonenumbers.PhoneMetadata.metadata_for_region(r) for r in self._regions}
         self._trunk0 = {r: m is not None and m.national_prefix == "0" for r, m in meta.items()}
-        self._idd00 = [r for r, m in meta.items() if m is not None and m.international_prefix == "00"] or [regions[0]]
+        self._idd00 = [r for r, m in meta.items() if m is not None and m.international_prefix == "00"]
+        self._idd00 = self._idd00 or [self._regions[0]]
         self._kinds = frozenset(kinds)
         bad = self._kinds - set(KINDS)
         if bad:
