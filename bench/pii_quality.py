@@ -325,6 +325,7 @@ def negatives(r: random.Random) -> dict[str, Callable[[], str]]:
         return r.choice([
             f"{y}-{m:02d}-{d:02d}", f"{d:02d}/{m:02d}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d} March {y}",
             f"{d:02d}.{m:02d}.{y}", f"{d:02d}-{m:02d}-{y}", f"{y}/{m:02d}/{d:02d}",
+            f"{d:02d}.{m:02d}.{y} {n(0, 23)}:{n(0, 59):02d}",
             f"{y}-{m:02d}-{d:02d}T{n(0, 23):02d}:{n(0, 59):02d}:00Z", f"{y}{m:02d}{d:02d}",
         ])  # fmt: skip
 
@@ -358,7 +359,7 @@ def negatives(r: random.Random) -> dict[str, Callable[[], str]]:
         return r.choice([
             f"{n(10**6, 10**9)} views on the trailer", f"order #{n(10**7, 10**9)} never arrived",
             f"pi is 3.{n(10**8, 10**9)}", f"coordinates {n(10, 60)}.{n(1000, 9999)}, -{n(10, 120)}.{n(1000, 9999)}",
-            f"Room {n(100, 999)}, seat {n(1, 40)}, row {n(1, 30)}",
+            f"Room {n(100, 999)}, seat {n(1, 40)}, row {n(1, 30)}", f"catalog no. {n(10**6, 10**8)}-{n(10, 99)}",
             f"Episode {n(1, 9)}x{n(1, 24):02d} aired {n(1990, 2024)}",
         ])  # fmt: skip
 

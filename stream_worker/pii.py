@@ -13,8 +13,8 @@ and must pass a validator:
   Because most digit strings are a valid number somewhere: a national number must start with the trunk ``0`` where the
   region has one (GB, DE, FR, AU; IN except mobiles) and have at most 12 digits; an unformatted one must start with
   ``0`` or have 10 digits (a bare Spanish ``612345678`` is a known miss); dotted forms need 3+ groups of 2+ digits.
-  Not phones: year ranges, dates, dotted quads, the SSN shape, a last group of one digit (ISBN-10), and numbers after
-  ``v``/``version``/``build``/``section``/... (see ``_VERSION_BEFORE``).
+  Not phones: year ranges, dates, dotted quads, the SSN shape, reference numbers (``12345678-90``), a last group of one
+  digit (ISBN-10), and numbers after ``v``/``version``/``build``/``section``/... (see ``_VERSION_BEFORE``).
 * CREDIT_CARD: 13-19 digits, contiguous or grouped as printed (4-4-4-4[-n], Amex 4-6-5, Diners 4-6-4), first digit 2-6
   (the major networks), Luhn-valid (``stdnum.luhn``), not one repeated digit.
 * IBAN: contiguous or in groups of four, any case, ``stdnum.iban`` (mod-97 and the country's BBAN format); the longest
@@ -119,8 +119,10 @@ _DOC_NETS = tuple(
 )
 _PHONE_BUDGET = 256  # phonenumbers matcher calls per text (~25 us each)
 _PHONE_WINDOW = re.compile(r"(?<![\w+.,#])(?:\+|\b00)?[ (]*[0-9][0-9 \t\-./()]{5,24}[0-9]")
-_NOT_PHONE = re.compile(  # year ranges, dates, dotted quads, the SSN shape (an invalid SSN is no phone number)
-    r"\(?(?:1[5-9]|20)[0-9]{2} ?[-/] ?(?:1[5-9]|20)[0-9]{2}\)?|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}"
+_NOT_PHONE = re.compile(  # year ranges, dotted quads, the SSN shape (an invalid SSN is no phone number), reference
+    # numbers (12345678-90); then anything that starts with a date (07.01.2024 23:49)
+    r"(?:\(?(?:1[5-9]|20)[0-9]{2} ?[-/] ?(?:1[5-9]|20)[0-9]{2}\)?|[0-9]{1,3}(?:\.[0-9]{1,3}){3}"
+    r"|[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{5,}-[0-9]{1,2})$"
     r"|[0-3]?[0-9]([./-])[01]?[0-9]\1(?:1[5-9]|20)[0-9]{2}|(?:1[5-9]|20)[0-9]{2}([./-])[01]?[0-9]\2[0-3]?[0-9]"
 )
 _GROUP_BEFORE = re.compile(r"(?:[0-9][ \-.]|[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4})* )$")  # glued to digits / an IBAN head
@@ -380,7 +382,7 @@ def _glued(text: str, start: int, end: int) -> bool:
 def _phone_shape(raw: str, before: str, trunk0: bool) -> bool:
     """Shape rules on top of phonenumbers' validity: no versions, dotted quads, decimals, dotted dates, year ranges,
     bare serials; national formats start with the region's trunk 0 where it has one and have at most 12 digits."""
-    if _VERSION_BEFORE.search(before) or _NOT_PHONE.fullmatch(raw):
+    if _VERSION_BEFORE.search(before) or _NOT_PHONE.match(raw):
         return False
     if len(re.split(r"[^0-9]+", raw.rstrip(") "))[-1]) < 2:  # ends in a one-digit group: an ISBN-10 check digit
         return False

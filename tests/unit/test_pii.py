@@ -57,7 +57,7 @@ NEGATIVES = [
     "A wonderful, moving film. Five stars.",
     "card 4111 1111 1111 1112 (fails Luhn)",
     "released 2024-01-15, seen on 15/01/2024 and 1/15/2024 at 10:30",
-    "from 12.06.2023 to 07.01.2024, 15-01-2024, 2024/01/15",
+    "from 12.06.2023 to 07.01.2024, 15-01-2024, 2024/01/15, 31.10.1986 23:49, catalog 80902594-78",
     "Blu-ray box set: $1,299.99, tickets €12.50",
     "ISBN 978-3-16-148410-0 / ISBN 0-306-40615-2 / EAN 4006381333931",
     "Blade Runner 2049, 2001: A Space Odyssey, Ocean's 11, Apollo 13, 1917, Fahrenheit 9/11",
