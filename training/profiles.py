@@ -79,6 +79,7 @@ PROFILES: dict[str, Profile] = {
         report_ood_examples=200,
         window_stride=28,
         max_windows=8,
+        sweep_max_windows=(1,),
         train_docs=300,
         eval_docs_per_group=2,
     ),

@@ -124,14 +124,14 @@ def _stats_section(pipeline_root: pathlib.Path) -> list[str]:
     d = latest_artifact_dir(pipeline_root, "StatisticsGen", "statistics")
     if d is None:
         return ["(no statistics found)"]
-    lines = ["| split | examples | mean label (share POSITIVE) | mean text length (chars) | length buckets |",
-             "|---|---|---|---|---|"]
+    lines = ["| split | examples | mean label (share POSITIVE) | mean text length (chars) | length buckets | "
+             "windows buckets |", "|---|---|---|---|---|---|"]
     for split_dir in sorted(d.iterdir()):
         f = split_dir / "FeatureStats.pb"
         if not f.exists():
             continue
         stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read_bytes()).datasets[0]
-        row = {"label": "", "text": "", "bucket": ""}
+        row = {"label": "", "text": "", "bucket": "", "windows": ""}
         for feat in stats.features:
             name = feat.path.step[0] if feat.path.step else feat.name
             if name == features.LABEL_KEY and feat.HasField("num_stats"):
@@ -141,8 +141,11 @@ def _stats_section(pipeline_root: pathlib.Path) -> list[str]:
             elif name == features.LENGTH_BUCKET_KEY and feat.HasField("string_stats"):
                 row["bucket"] = ", ".join(f"{b.value}: {int(b.frequency)}"
                                           for b in feat.string_stats.top_values)
+            elif name == features.WINDOWS_BUCKET_KEY and feat.HasField("string_stats"):
+                row["windows"] = ", ".join(f"{b.value}: {int(b.frequency)}"
+                                           for b in feat.string_stats.top_values)
         lines.append(f"| {split_dir.name.removeprefix('Split-')} | {stats.num_examples} | {row['label']} | "
-                     f"{row['text']} | {row['bucket']} |")
+                     f"{row['text']} | {row['bucket']} | {row['windows']} |")
     return lines
 
 

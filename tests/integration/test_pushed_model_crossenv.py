@@ -4,6 +4,10 @@ environment (TF 2.21, Python 3.11).
 Needs the ci-profile training test to have run first: ``scripts/test_training.sh`` pushes to
 ``$SCORER_CI_RUN_DIR/serving_model/<version>/`` (default ``<repo>/.cache/ci-run``) and writes
 ``reference_scores.json`` next to it.  Missing files are a FAILURE, not a skip.
+
+The reference covers short texts and multi-window long texts (the scorer cuts long texts into token windows and
+pools them inside the SavedModel; ``windows`` per text were computed in the training env from
+``assets.extra/scorer.json``), so the equality (1e-5) holds for the long-document path too.
 """
 
 import json
@@ -44,3 +48,13 @@ def test_pushed_model_scores_equal_training_env_reference():
     assert diff.max() <= 1e-5, f"max |diff| {diff.max():.3g} on text {texts[worst]!r}"
     labels = [x.decode() for x in out["label"].numpy()]
     assert labels == ["POSITIVE" if s >= 0.5 else "NEGATIVE" for s in got]
+
+    # Multi-window texts are covered (several windows, and one over the max_windows cap) ...
+    windows = np.asarray(ref["windows"])
+    meta = json.loads((base / str(versions[-1]) / "assets.extra" / "scorer.json").read_text())
+    assert meta == ref["scorer"] and meta["contract"] == 1
+    assert (windows > 1).sum() >= 5 and windows.max() == meta["max_windows"], windows
+    # ... and score the same alone as in the mixed batch, in this environment too.
+    for i in np.flatnonzero(windows > 1):
+        alone = sig(text=tf.constant([texts[i]]))["score"].numpy()[0]
+        assert abs(alone - expected[i]) <= 1e-5, (texts[i][:60], alone, expected[i])
