@@ -36,7 +36,8 @@ findings: they have too few digits for any digit pattern, and e-mail parts, URL 
 characters (``x X * # •``), starting with a bracket or ``${``, or of the form ``%NAME%`` are skipped.  Overlaps go to
 the kind listed first in ``KINDS`` (the stronger check), so an IBAN's digits are not also a card.  Digit patterns that
 are part of something else are not findings: digit groups or an IBAN head (``NL21 ABNA``) right before/after them, or
-a product-code word before them (ISBN, EAN, UPC, GTIN, barcode, SKU, ASIN, ISSN).  Digits are ASCII ``0-9`` only.
+a product-code word before them (ISBN, EAN, UPC, GTIN, barcode, SKU, ASIN, ISSN).  Decimal digits of other scripts
+and full-width ASCII (U+FF01-U+FF5E) are read as their ASCII forms, one character for one.
 
 Cost: a text with no digit, ``@`` or ``:`` costs one character-class search.  Digit patterns run only within 48
 characters of a digit; the phone matcher (pure Python, ~25 us per window and region) at most 256 times per text, after
@@ -56,6 +57,7 @@ import bisect
 import ipaddress
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -80,6 +82,7 @@ DEFAULT_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "IN", "A
 PLACEHOLDERS: dict[str, str] = {kind: f"<{kind}>" for kind in KINDS}
 
 _PRIORITY = {kind: i for i, kind in enumerate(KINDS)}
+_FOLDABLE = re.compile(r"(?![0-9])\d|[\uff01-\uff5e]")  # other scripts' digits, full-width ASCII (U+FF01-FF5E)
 _TRIGGER = re.compile(r"[0-9@:]")
 _DIGIT = re.compile(r"[0-9]")
 _ANCHOR = re.compile(r"[0-9]+|::")
@@ -200,6 +203,8 @@ class PiiScanner:
 
     def scan(self, text: str) -> list[Finding]:
         """Non-overlapping findings in ``text``, sorted by position."""
+        if not text.isascii() and _FOLDABLE.search(text):
+            text = _fold(text)
         if _TRIGGER.search(text) is None:
             return []
         found: list[Finding] = []
@@ -356,6 +361,15 @@ class PiiScanner:
                     if _phone_shape(pm.raw_string, text[max(0, start - 12) : start], trunk0):
                         out.append(Finding("PHONE", start, end))
         return out
+
+
+def _fold(text: str) -> str:
+    """Other scripts' decimal digits and full-width ASCII as ASCII, one character for one (the offsets stay valid)."""
+    chars = list(text)
+    for m in _FOLDABLE.finditer(text):
+        c = m.group()
+        chars[m.start()] = str(unicodedata.digit(c)) if c.isdecimal() else chr(ord(c) - 0xFEE0)
+    return "".join(chars)
 
 
 def _windows(text: str) -> list[tuple[int, int]]:

@@ -206,3 +206,11 @@ def test_number_heavy_text_is_still_fully_redacted() -> None:
     assert redacted == ", ".join(["<PHONE>"] * 300)
     table = "\n".join(" | ".join(f"{(i * 7919 + j * 104729) % 10**6:,}" for j in range(5)) for i in range(2000))
     assert scanner.scan(table) == []  # thousands-separated counts are not phones, however many
+
+
+def test_other_digits_and_full_width_forms_are_read_as_ascii() -> None:
+    full_width = "".join(chr(ord(c) + 0xFEE0) if c != " " else c for c in "+86 138 0013 8000")  # a CJK keyboard
+    arabic_indic = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in "020 7946 0958")
+    for value in (full_width, arabic_indic, "".join(chr(ord(c) + 0xFEE0) for c in "mail@gmail.com")):
+        text = f"contact: {value} !"
+        assert redact(text, scanner.scan(text)) in ("contact: <PHONE> !", "contact: <EMAIL> !")
