@@ -200,6 +200,12 @@ class PiiScanner:
         bad = self._kinds - set(KINDS)
         if bad:
             raise ValueError(f"unknown PII kinds: {sorted(bad)}")
+        for region in self._regions:  # load the numbering plans now (~0.1 s), not on the first message with a number
+            example = phonenumbers.example_number(region)
+            if example is not None:
+                fmt = phonenumbers.PhoneNumberFormat
+                text = ", ".join(phonenumbers.format_number(example, f) for f in (fmt.NATIONAL, fmt.INTERNATIONAL))
+                list(phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID))
 
     def scan(self, text: str) -> list[Finding]:
         """Non-overlapping findings in ``text``, sorted by position."""
