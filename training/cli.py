@@ -95,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training import pipeline as pipeline_lib
     from training.runners import local_runner
 
-    prof = profiles.get_profile(args.profile)
+    prof = profiles.with_overrides(profiles.get_profile(args.profile), args.set)
     work = pathlib.Path(args.work_dir).resolve()
     model_base = pathlib.Path(args.model_base).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"== pipeline finished in {pipeline_seconds:.0f}s; model {'BLESSED' if blessed else 'NOT blessed'}",
           flush=True)
     pushed = model_base / str(new[-1]) if new else None
-    run_info = {"profile": prof.name, "data": args.data, "data_root": str(data_root),
+    run_info = {"profile": prof.name, "overrides": args.set or [], "data": args.data, "data_root": str(data_root),
                 "pushed_dir": str(pushed) if pushed else None, "blessed": blessed,
                 "pipeline_seconds": pipeline_seconds, "total_seconds": time.time() - t_start,
                 "command": " ".join([".venv-train/bin/python -m training.cli", *sys.argv[1:]])}
@@ -178,7 +178,8 @@ def _write_report(work: pathlib.Path, run_info: dict, report_dir: str | None) ->
     pushed = run_info.get("pushed_dir")
     path = report.write_report(
         work_dir=work, pipeline_root=work / "pipeline_root", data_root=pathlib.Path(run_info["data_root"]),
-        profile=profiles.get_profile(run_info["profile"]), data_spec=run_info["data"],
+        profile=profiles.with_overrides(profiles.get_profile(run_info["profile"]), run_info.get("overrides")),
+        data_spec=run_info["data"],
         pushed_dir=pathlib.Path(pushed) if pushed else None, blessed=bool(run_info["blessed"]),
         pipeline_seconds=float(run_info["pipeline_seconds"]), total_seconds=float(run_info["total_seconds"]),
         command=run_info["command"], out_dir=pathlib.Path(report_dir) if report_dir else None)
@@ -223,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--encoder", default=None,
                    help="existing TF-Hub BERT encoder dir (with assets/vocab.txt); default: export MiniLM")
     t.add_argument("--tfds-data-dir", default=None)
+    t.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
+                   help="override a profile field for this run (repeatable), e.g. --set train_docs=0")
     t.add_argument("--beam-arg", action="append", default=None,
                    help="Beam pipeline arg (repeatable), e.g. --beam-arg=--runner=FlinkRunner; "
                         "default: in-memory DirectRunner with 1 worker")

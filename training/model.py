@@ -447,10 +447,14 @@ def run_fn(fn_args) -> None:
                          calibration["length_exponent"])
     # Same weights / pooling / temperature with other window caps, for the report's accuracy-cost sweep (not
     # pushed; max_windows=1 is the single-window head+tail scorer of earlier versions).
-    for k in sorted({int(x) for x in cfg.get("sweep_max_windows", [])} - {int(cfg["max_windows"])}):
-        export_scorer(model, cfg["vocab_file"], max_len, os.path.join(fn_args.model_run_dir, "variants",
-                                                                        f"max_windows_{k}"),
-                      stride, k, calibration["pooling"], calibration["temperature"], calibration["length_exponent"])
+    variants = {f"max_windows_{int(k)}": (max_len, stride, int(k)) for k in cfg.get("sweep_max_windows", [])
+                if int(k) != int(cfg["max_windows"])}
+    # ... and with other window lengths (same pooling / temperature, fitted for the trained window length).
+    variants.update({f"window_{int(n)}_{int(s)}_{int(k)}": (int(n), int(s), int(k))
+                     for n, s, k in cfg.get("sweep_windows", [])})
+    for name, (n, s, k) in sorted(variants.items()):
+        export_scorer(model, cfg["vocab_file"], n, os.path.join(fn_args.model_run_dir, "variants", name), s, k,
+                      calibration["pooling"], calibration["temperature"], calibration["length_exponent"])
     summary = {"train_seconds": train_seconds, "epochs_run": len(history.history.get("loss", [])),
                "steps_per_epoch": steps_per_epoch, "scorer": meta, "calibration": calibration,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}

@@ -102,6 +102,7 @@ def create_pipeline(
     max_windows: int = 16,
     pooling: str = "auto",
     sweep_max_windows: tuple[int, ...] = (),
+    sweep_windows: tuple[tuple[int, int, int], ...] = (),
     batch_size: int = 32,
     epochs: int = 1,
     learning_rate: float = 5e-5,
@@ -122,7 +123,8 @@ def create_pipeline(
 
     ``window_stride`` / ``max_windows`` / ``pooling`` ("auto" = chosen on the eval split) are the exported
     scorer's long-document settings (training/model.py); ``sweep_max_windows`` exports extra variants with other
-    window caps into the Trainer's model_run folder for the report."""
+    window caps (``sweep_windows``: other (max_seq_length, stride, max_windows)) into the Trainer's model_run folder
+    for the report."""
     example_gen = tfx.components.ImportExampleGen(
         input_base=data_root,
         input_config=tfx.proto.Input(splits=[
@@ -153,7 +155,7 @@ def create_pipeline(
         custom_config={
             "encoder_path": encoder_path, "vocab_file": vocab_file, "max_seq_length": max_seq_length,
             "window_stride": window_stride, "max_windows": max_windows, "pooling": pooling,
-            "sweep_max_windows": list(sweep_max_windows),
+            "sweep_max_windows": list(sweep_max_windows), "sweep_windows": [list(w) for w in sweep_windows],
             "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
             "warmup_fraction": warmup_fraction, "weight_decay": weight_decay,
             "early_stopping_patience": early_stopping_patience, "seed": seed,

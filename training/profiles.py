@@ -33,6 +33,7 @@ class Profile:
     max_windows: int = 16  # windows per text at most (head and tail windows kept when capping)
     pooling: str = "auto"  # "mean" | "confidence" | "auto" (lowest eval log-loss after temperature scaling)
     sweep_max_windows: tuple[int, ...] = ()  # extra exports with other caps, for the report's cost table
+    sweep_windows: tuple[tuple[int, int, int], ...] = ()  # ... with other (max_seq_length, stride, max_windows)
     # Pseudo-documents (training/data.py): window crops added to train; long documents in eval and test.
     train_docs: int = 0
     eval_docs_per_group: int = 0
@@ -53,7 +54,8 @@ class Profile:
         """The create_pipeline arguments that come from the profile."""
         return dict(train_steps=self.train_steps, eval_steps=self.eval_steps, max_seq_length=self.max_seq_length,
                     window_stride=self.window_stride, max_windows=self.max_windows, pooling=self.pooling,
-                    sweep_max_windows=self.sweep_max_windows, batch_size=self.batch_size, epochs=self.epochs,
+                    sweep_max_windows=self.sweep_max_windows, sweep_windows=self.sweep_windows,
+                    batch_size=self.batch_size, epochs=self.epochs,
                     learning_rate=self.learning_rate, warmup_fraction=self.warmup_fraction,
                     weight_decay=self.weight_decay, early_stopping_patience=self.early_stopping_patience,
                     seed=self.seed, accuracy_lower_bound=self.accuracy_lower_bound,
@@ -123,10 +125,30 @@ PROFILES: dict[str, Profile] = {
         window_stride=48,
         max_windows=16,
         sweep_max_windows=(1, 4, 8, 16),
+        sweep_windows=((128, 96, 8),),
         train_docs=3000,
         eval_docs_per_group=4,
     ),
 }
+
+
+def with_overrides(profile: Profile, overrides: list[str] | None) -> Profile:
+    """``["train_docs=0", "max_windows=8", ...]`` -> a copy of ``profile`` with those fields replaced."""
+    import ast
+
+    if not overrides:
+        return profile
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    changes = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"bad --set {item!r}: use FIELD=VALUE with FIELD one of {sorted(fields)}")
+        try:
+            changes[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            changes[key] = value
+    return dataclasses.replace(profile, **changes)
 
 
 def get_profile(name: str) -> Profile:
