@@ -14,26 +14,33 @@ from .avro import OUTPUT_SCHEMA, AvroEncoder, load_schema
 from .consume import Headers, Incoming
 
 MODEL_VERSION_HEADER = "scorer.model.version"
+PRECISION_HEADER = "scorer.model.precision"
 CONTENT_TYPE_HEADER = "content-type"
 TRACE_HEADERS = ("traceparent", "tracestate")
 _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 class ScoreEncoder:
-    """``encoder(incoming, record_id, score, scored_at_ms) -> (value, headers)``."""
+    """``encoder(incoming, record_id, score, model_version, scored_at_ms) -> (value, headers)``.
 
-    def __init__(self, model_version: str, schema_dir: Path | None = None, threshold: float = 0.5) -> None:
+    The model version comes with each score (the engine may swap versions between batches); ``precision`` is the
+    process's inference precision (fp32 or bf16), sent as the ``scorer.model.precision`` header.
+    """
+
+    def __init__(self, schema_dir: Path | None = None, threshold: float = 0.5, precision: str = "fp32") -> None:
         self._avro = AvroEncoder(load_schema(OUTPUT_SCHEMA, schema_dir))
-        self._version = model_version
         self._threshold = threshold
+        self.precision = precision
 
-    def __call__(self, incoming: Incoming, record_id: str, score: float, scored_at_ms: int) -> tuple[bytes, Headers]:
+    def __call__(
+        self, incoming: Incoming, record_id: str, score: float, model_version: str, scored_at_ms: int
+    ) -> tuple[bytes, Headers]:
         value = self._avro(
             {
                 "id": record_id,
                 "label": "POSITIVE" if score >= self._threshold else "NEGATIVE",
                 "score": min(1.0, max(0.0, score)),
-                "model_version": self._version,
+                "model_version": model_version,
                 "scored_at": scored_at_ms,
                 "source_topic": incoming.topic,
                 "source_partition": incoming.partition,
@@ -42,7 +49,8 @@ class ScoreEncoder:
         )
         headers: Headers = [
             (CONTENT_TYPE_HEADER, b"avro/binary"),
-            (MODEL_VERSION_HEADER, self._version.encode()),
+            (MODEL_VERSION_HEADER, model_version.encode()),
+            (PRECISION_HEADER, self.precision.encode()),
         ]
         headers.extend(trace_headers(incoming))
         return value, headers

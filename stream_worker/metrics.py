@@ -60,6 +60,12 @@ class Metrics:
             buckets=(64, 256, 1024, 4096, 16384),
             registry=r,
         )
+        self.queue_depth = Gauge(
+            "scorer_queue_depth",
+            "Texts waiting in the engine for a batch.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.inference_seconds = Histogram(
             "scorer_inference_seconds", "Model time per batch.", buckets=_LATENCY_BUCKETS, registry=r
         )

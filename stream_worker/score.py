@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,6 +39,57 @@ def latest_version(model_dir: Path) -> tuple[int, Path]:
 
 
 _threads_set = False
+_precision: str | None = None
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU feature flags of this machine (Linux /proc/cpuinfo)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def choose_precision(requested: str, flags: set[str]) -> tuple[str, str]:
+    """(effective precision, why) for a requested one: ``auto`` is bf16 where the CPU computes bf16 natively
+    (AVX512_BF16 or AMX), else fp32; an explicit bf16 on a CPU without it falls back to fp32."""
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    if requested == "fp32":
+        return "fp32", "requested"
+    if native:
+        return "bf16", "requested" if requested == "bf16" else "cpu has " + "/".join(
+            sorted(flags & {"avx512_bf16", "amx_bf16"})
+        )
+    return "fp32", "cpu has neither avx512_bf16 nor amx_bf16"
+
+
+def configure_precision(requested: str, flags: set[str] | None = None) -> str:
+    """Set the process's inference precision before any model is loaded; returns the effective precision.
+
+    bf16 uses TensorFlow's grappler pass ``auto_mixed_precision_onednn_bfloat16`` on the loaded ``serving_default``:
+    matrix multiplications run in bfloat16 while the SavedModel stays the same (no re-export); the tokenizer and
+    the string ops are untouched.  Set once per process.
+    """
+    global _precision
+    if _precision is not None:
+        return _precision
+    effective, why = choose_precision(requested, cpu_flags() if flags is None else flags)
+    if requested == "bf16" and effective != "bf16":
+        log.warning("bf16 requested but not supported natively here; scoring in fp32", extra={"reason": why})
+    if effective == "bf16":
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    log.info("inference precision", extra={"precision": effective, "requested": requested, "reason": why})
+    _precision = effective
+    return effective
 
 
 def configure_threads(inference_threads: int) -> None:

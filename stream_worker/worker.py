@@ -2,9 +2,11 @@
 
     consume → decode → guard → batch → score → encode → produce → commit
 
-``run`` owns the loop; every stage lives in its own module.  Bad messages become dead-letter records
-(``deadletter``); only infrastructure errors end the loop.  SIGTERM/SIGINT set ``stop``: the loop ends, the
-in-flight batch is finished, the producer flushed and acknowledged offsets committed in ``finally``.
+``run`` owns the loop; every stage lives in its own module.  Batching and scoring run in the shared engine
+(``engine.py``: one inference thread that owns the model), so this loop polls, decodes and produces while a batch
+is being scored.  Bad messages become dead-letter records (``deadletter``); only infrastructure errors end the loop.
+SIGTERM/SIGINT set ``stop``: the loop ends, what waits is scored, the producer flushed and acknowledged offsets
+committed in ``finally``.
 """
 
 from __future__ import annotations
@@ -13,26 +15,37 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
 from . import connect, consume
-from .batch import Batcher, Pending
 from .commit import Committer, OffsetTracker
 from .consume import Incoming
 from .deadletter import dead_letter_headers
 from .decode import Decoder
 from .encode import CONTENT_TYPE_HEADER, ScoreEncoder
+from .engine import Engine, Result, Scored
 from .errors import BadMessage, ConfigError, InfrastructureError
-from .guard import Guard
+from .guard import Checked, Guard
 from .metrics import HealthServer, Metrics
 from .model_repo import ModelRepository, ModelWatcher, Version, initial_model, require_servable
 from .produce import Publisher
-from .score import Scorer, configure_threads, score_or_isolate
+from .score import Scorer, configure_precision, configure_threads
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A message handed to the engine, waiting for its score."""
+
+    incoming: Incoming
+    checked: Checked
+    future: Future[Result]
 
 
 class Worker:
@@ -43,16 +56,21 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.decode = Decoder(settings.input_format, settings.schema_dir)
         self.guard = Guard(settings.max_text_bytes, settings.max_sequence_tokens)
-        self.batcher = Batcher(
-            settings.max_batch_size, settings.max_wait_ms, settings.token_budget, settings.sort_window
-        )
         self.tracker = OffsetTracker()
-        self.scorer: Scorer | None = None
+        self.precision = "fp32"
+        self.engine: Engine | None = None
         self.watcher: ModelWatcher | None = None
-        self.encode: ScoreEncoder | None = None
+        self.encode = ScoreEncoder(settings.schema_dir)
         self.publisher: Publisher | None = None
         self.consumer: Consumer | None = None
         self.committer: Committer | None = None
+        self.in_flight: deque[_InFlight] = deque()
+        # Poll only while this many messages wait for scores: enough to keep the engine's sort window full.
+        self.max_in_flight = 2 * settings.max_batch_size * settings.sort_window
+
+    @property
+    def scorer(self) -> Scorer | None:
+        return self.engine.scorer if self.engine is not None else None
 
     # --- the loop -------------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -70,11 +88,9 @@ class Worker:
             self.metrics.ready = True
             log.info("worker ready", extra={"group_id": s.group_id, "input_topic": s.input_topic})
             while not stop.is_set():
-                for incoming in consume.poll(self.consumer, self.batcher.room(), self.batcher.seconds_until_due()):
+                for incoming in consume.poll(self.consumer, self._room(), self._poll_timeout()):
                     self._admit(incoming)
-                for batch in self.batcher.drain_due():
-                    self._score_and_publish(batch)
-                self._maybe_swap_model()
+                self._publish_scored()
                 self.publisher.poll(0)
                 self.committer.maybe_commit()
                 self.metrics.tick()
@@ -93,10 +109,11 @@ class Worker:
     def _load_model(self) -> None:
         s = self.settings
         configure_threads(s.inference_threads)
+        self.precision = self.encode.precision = configure_precision(s.precision)
         repo = ModelRepository(s.model_dir, s.model_version, s.model_settle_s)
         number, scorer = initial_model(repo, self._load_version)
         seconds = scorer.last_warmup_s
-        self._serve(scorer)
+        self.metrics.serve_version(scorer.version)
         self.metrics.warmup_seconds.set(seconds)
         # A full window of worst-case batches must fit well inside max.poll.interval.ms.
         worst_window_s = seconds * s.sort_window * 4
@@ -107,6 +124,17 @@ class Worker:
             )
         log.info("model warmed up", extra={"seconds": round(seconds, 3), "batch": s.max_batch_size})
         self.watcher = ModelWatcher(repo, self._load_version, number, s.model_poll_interval_s, self._refused).start()
+        self.engine = Engine(
+            scorer,
+            max_batch_size=s.max_batch_size,
+            max_wait_ms=s.max_wait_ms,
+            token_budget=s.token_budget,
+            sort_window=s.sort_window,
+            max_queue=max(self.max_in_flight, 1) * 2,
+            metrics=self.metrics,
+            watcher=self.watcher,
+            on_swap=self._swapped,
+        ).start()
 
     def _load_version(self, version: Version) -> Scorer:
         """Load, contract-check and warm up one version (runs in the watcher thread for rollouts)."""
@@ -126,28 +154,23 @@ class Worker:
             },
         )
 
-    def _serve(self, scorer: Scorer) -> None:
-        previous = self.scorer.version if self.scorer is not None else None
-        self.scorer = scorer
-        self.encode = ScoreEncoder(scorer.version, self.settings.schema_dir)
-        self.metrics.serve_version(scorer.version, previous)
-
-    def _maybe_swap_model(self) -> None:
-        """Between two batches: serve a version the watcher loaded, if any (model_repo, step 3)."""
-        if self.watcher is None:
-            return
-        ready = self.watcher.take()
-        if ready is None:
-            return
-        _, scorer = ready
-        previous = self.scorer.version if self.scorer else None
-        assert isinstance(scorer, Scorer)
-        self._serve(scorer)
+    def _swapped(self, old: Scorer, new: Scorer) -> None:
+        """Called by the engine between two batches (model_repo, step 3)."""
+        self.metrics.serve_version(new.version, old.version)
         self.metrics.model_swaps.inc()
-        log.info("model version swapped", extra={"model_version": scorer.version, "previous": previous})
+        log.info("model version swapped", extra={"model_version": new.version, "previous": old.version})
+
+    def _room(self) -> int:
+        return max(0, self.max_in_flight - len(self.in_flight))
+
+    def _poll_timeout(self) -> float:
+        """Block on Kafka only while nothing waits for a score; else come back soon to publish results."""
+        if self.in_flight:
+            return 0.005
+        return 0.1
 
     def _admit(self, incoming: Incoming) -> None:
-        """Track, decode, guard; a good message joins the batcher, a bad one goes to the dead-letter topic."""
+        """Track, decode, guard; a good message goes to the engine, a bad one to the dead-letter topic."""
         self.metrics.messages_in.inc()
         self.tracker.track(incoming.topic, incoming.partition, incoming.offset)
         if incoming.value is None:  # tombstone: nothing to score, documented skip
@@ -161,29 +184,33 @@ class Worker:
         except BadMessage as exc:
             self._dead_letter(incoming, exc)
             return
-        self.batcher.add(incoming, checked)
+        assert self.engine is not None
+        self.in_flight.append(_InFlight(incoming, checked, self.engine.submit(record.text, checked.tokens)))
 
-    def _score_and_publish(self, batch: list[Pending]) -> None:
-        assert self.scorer is not None and self.encode is not None and self.publisher is not None
-        started = time.perf_counter()
-        results = score_or_isolate(self.scorer, [p.checked.record.text for p in batch])
-        self.metrics.inference_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_size.observe(len(batch))
-        self.metrics.batch_tokens.observe(len(batch) * max(p.tokens for p in batch))
+    def _publish_scored(self, wait: bool = False) -> None:
+        """Encode and produce every message whose score is ready (all of them with ``wait``)."""
+        assert self.publisher is not None
         scored_at_ms = int(time.time() * 1000)
-        for pending, result in zip(batch, results, strict=True):
-            if isinstance(result, BadMessage):
-                self._dead_letter(pending.incoming, result)
+        still: deque[_InFlight] = deque()
+        for item in self.in_flight:
+            if not wait and not item.future.done():
+                still.append(item)
                 continue
-            record = pending.checked.record
-            value, headers = self.encode(pending.incoming, record.id, result, scored_at_ms)
-            produced_ms = record.produced_at_ms or pending.incoming.timestamp_ms
+            try:
+                result = item.future.result()
+            except Exception as exc:
+                raise InfrastructureError(f"scoring failed ({type(exc).__name__})") from exc
+            if isinstance(result, BadMessage):
+                self._dead_letter(item.incoming, result)
+                continue
+            assert isinstance(result, Scored)
+            record = item.checked.record
+            value, headers = self.encode(item.incoming, record.id, result.score, result.version, scored_at_ms)
+            produced_ms = record.produced_at_ms or item.incoming.timestamp_ms
             self.publisher.publish(
-                self.settings.output_topic, pending.incoming, value, headers, self._on_scored(produced_ms)
+                self.settings.output_topic, item.incoming, value, headers, _Ack(self.metrics, produced_ms)
             )
-
-    def _on_scored(self, produced_ms: int | None) -> _Ack:
-        return _Ack(self.metrics, produced_ms)
+        self.in_flight = still
 
     def _dead_letter(self, incoming: Incoming, error: BadMessage) -> None:
         assert self.publisher is not None
@@ -206,15 +233,15 @@ class Worker:
         )
 
     # --- rebalance and stop ---------------------------------------------------------------------------------
-    def _finish(self, partitions: Iterable[tuple[str, int]] | None) -> None:
-        """Score what waits (for these partitions), wait for every acknowledgement, commit synchronously."""
-        parts = None if partitions is None else list(partitions)
-        for batch in self.batcher.drain(parts):
-            self._score_and_publish(batch)
+    def _finish(self, partitions: list[tuple[str, int]] | None) -> None:
+        """Score everything in flight, wait for every acknowledgement, commit (these partitions) synchronously."""
+        if self.engine is not None and self.in_flight:
+            self.engine.flush()
         if self.publisher is not None:
+            self._publish_scored(wait=True)
             self.publisher.flush()
         if self.committer is not None:
-            self.committer.commit(asynchronous=False, partitions=parts)
+            self.committer.commit(asynchronous=False, partitions=partitions)
 
     def _on_assign(self, partitions: list[TopicPartition]) -> None:
         self.metrics.assigned_partitions.inc(len(partitions))
@@ -231,9 +258,10 @@ class Worker:
                 self.metrics.consumer_lag.remove(topic, str(partition))
 
     def _on_lost(self, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
+        keys = {(p.topic, p.partition) for p in partitions}
         log.warning("partitions lost: their uncommitted work will be redone", extra={"partitions": _names(partitions)})
-        self.batcher.drain(keys)  # another worker owns them now; drop what waits
+        # Another worker owns them now: drop their results (the engine may still score them; nobody publishes).
+        self.in_flight = deque(i for i in self.in_flight if (i.incoming.topic, i.incoming.partition) not in keys)
         self.tracker.forget(keys)
         self.metrics.assigned_partitions.dec(len(keys))
 
@@ -249,6 +277,8 @@ class Worker:
             log.exception("final flush/commit failed; uncommitted messages will be read again")
             raise
         finally:
+            if self.engine is not None:
+                self.engine.stop()
             if self.consumer is not None:
                 self.consumer.close()
                 self.consumer = None

@@ -103,6 +103,9 @@ def worker_settings(
         "model_dir": model_dir,
         "metrics_port": 0,
         "session_timeout_ms": 6000,
+        # In-process workers share the test process's TensorFlow, whose precision is set once per process:
+        # keep them fp32; bf16 is tested through the console script (a process of its own).
+        "precision": "fp32",
     }
     return Settings(**{**values, **overrides})
 

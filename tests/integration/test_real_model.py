@@ -58,3 +58,68 @@ def test_worker_scores_with_the_pushed_model(kafka_broker: Any, topic_factory: C
     through_kafka = np.array([got[i] for i in range(len(texts))])
     assert np.max(np.abs(direct - through_kafka)) < 1e-5
     assert len({round(s, 3) for s in through_kafka}) > 10, "a real model gives varied scores"
+
+
+def test_bf16_worker_scores_close_to_fp32(kafka_broker: Any, topic_factory: Callable[..., str], tmp_path: Path) -> None:
+    """``scorer worker --precision bf16`` (same SavedModel, no re-export): scores within 0.02 of fp32, labels
+    almost all equal, and the precision header says bf16 where the CPU has it (else fp32, with a log line)."""
+    import subprocess
+    import sys
+
+    from stream_worker.broker import free_port
+    from stream_worker.score import Scorer, choose_precision, cpu_flags
+    from tests.harness import http_status
+
+    base = CI_RUN / "serving_model"
+    assert base.is_dir(), f"no pushed model under {base}: run scripts/test_training.sh first"
+    texts = load_reviews(200)
+    in_topic, out_topic, dlq = (topic_factory(kafka_broker, partitions=2) for _ in range(3))
+    produce(
+        kafka_broker.bootstrap_servers,
+        in_topic,
+        avro_messages([{"id": str(i), "text": t} for i, t in enumerate(texts)]),
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORER_")}
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "scorer"),
+            "worker",
+            "--precision",
+            "bf16",
+            "--bootstrap-servers",
+            kafka_broker.bootstrap_servers,
+            "--input-topic",
+            in_topic,
+            "--output-topic",
+            out_topic,
+            "--dead-letter-topic",
+            dlq,
+            "--group-id",
+            f"g-{in_topic}",
+            "--model-dir",
+            str(base),
+            "--metrics-port",
+            str(port),
+            "--session-timeout-ms",
+            "6000",
+        ],
+        env=env,
+        stdout=(tmp_path / "w.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        out = read_topic(kafka_broker.bootstrap_servers, out_topic, lambda r: len(r) >= len(texts), 300)
+        assert http_status(port, "/readyz") == 200
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    expected_precision = choose_precision("bf16", cpu_flags())[0]
+    assert {r.headers.get("scorer.model.precision") for r in out} == {expected_precision.encode()}
+    decoded = [fastavro.schemaless_reader(io.BytesIO(r.value or b""), load_schema(OUTPUT_SCHEMA), None) for r in out]
+    got = np.array([s["score"] for s in sorted(decoded, key=lambda s: int(s["id"]))])
+    fp32 = Scorer.load(base)(texts)  # this test process runs fp32 (tests/harness.py)
+    diff = np.abs(got - fp32)
+    flipped = int(np.sum((got >= 0.5) != (fp32 >= 0.5)))
+    print(f"\nbf16 vs fp32 on {len(texts)} reviews: max |diff| {diff.max():.4f}, labels flipped {flipped}")
+    assert diff.max() < 0.05 and flipped <= len(texts) // 50

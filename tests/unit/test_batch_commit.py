@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from stream_worker.batch import Batcher, Pending, cut
+from stream_worker.batch import Batcher, cut
 from stream_worker.commit import OffsetTracker
-from stream_worker.consume import Incoming
 from stream_worker.decode import TextRecord
 from stream_worker.guard import Checked
 
@@ -15,14 +14,14 @@ class Clock:
         return self.now
 
 
-def item(offset: int, tokens: int, partition: int = 0) -> tuple[Incoming, Checked]:
-    return Incoming("t", partition, offset, None, b"v"), Checked(TextRecord(str(offset), "x"), tokens)
+def item(offset: int, tokens: int) -> Checked:
+    return Checked(TextRecord(str(offset), "x"), tokens)
 
 
 def test_batch_closes_at_max_wait() -> None:
     clock = Clock()
     b = Batcher(max_batch_size=4, max_wait_ms=50, token_budget=1000, sort_window=2, clock=clock)
-    b.add(*item(0, 5))
+    b.add(item(0, 5))
     assert not b.due() and b.drain_due() == []
     assert abs(b.seconds_until_due() - 0.05) < 1e-9
     clock.now = 0.051
@@ -34,26 +33,18 @@ def test_batch_closes_at_window_and_max_count_sorted_by_length() -> None:
     b = Batcher(max_batch_size=4, max_wait_ms=10_000, token_budget=10_000, sort_window=2, clock=Clock())
     lengths = [50, 3, 40, 4, 60, 5, 45, 6]
     for offset, tokens in enumerate(lengths):
-        b.add(*item(offset, tokens))
+        b.add(item(offset, tokens))
     assert b.due()
     batches = b.drain_due()
     assert [[p.tokens for p in batch] for batch in batches] == [[3, 4, 5, 6], [40, 45, 50, 60]]
 
 
 def test_token_budget_caps_padded_cost() -> None:
-    items = [Pending(*item(i, t), 0.0) for i, t in enumerate([10, 10, 10, 30, 30, 128])]
+    items = [item(i, t) for i, t in enumerate([10, 10, 10, 30, 30, 128])]
     batches = cut(items, max_batch_size=32, token_budget=128)
     assert [[p.tokens for p in batch] for batch in batches] == [[10, 10, 10, 30], [30], [128]]
     for batch in batches:
         assert len(batch) * max(p.tokens for p in batch) <= 128
-
-
-def test_drain_only_revoked_partitions() -> None:
-    b = Batcher(max_batch_size=4, max_wait_ms=10_000, token_budget=10_000, clock=Clock())
-    b.add(*item(0, 5, partition=0))
-    b.add(*item(0, 5, partition=1))
-    assert [p.incoming.partition for batch in b.drain([("t", 1)]) for p in batch] == [1]
-    assert len(b) == 1
 
 
 def test_commit_never_passes_an_unacknowledged_offset() -> None:

@@ -63,6 +63,7 @@ FLAG_VALUES: dict[str, tuple[list[str], Any]] = {
     "processes": (["--processes", "auto"], "auto"),
     "inference_threads": (["--inference-threads", "3"], 3),
     "broker_timeout_s": (["--broker-timeout-s", "4"], 4.0),
+    "precision": (["--precision", "bf16"], "bf16"),
     "log_level": (["--log-level", "DEBUG"], "DEBUG"),
 }
 

@@ -70,10 +70,11 @@ def test_score_record_and_headers() -> None:
             ("tracestate", b"a=1"),
         ],
     )
-    value, headers = ScoreEncoder("12")(incoming, "id-1", 0.75, 1_700_000_000_000)
+    value, headers = ScoreEncoder(precision="bf16")(incoming, "id-1", 0.75, "12", 1_700_000_000_000)
     record = fastavro.schemaless_reader(io.BytesIO(value), load_schema(OUTPUT_SCHEMA), None)
     assert record["label"] == "POSITIVE" and record["score"] == 0.75 and record["source_offset"] == 41
     assert dict(headers)["scorer.model.version"] == b"12" and dict(headers)["tracestate"] == b"a=1"
+    assert dict(headers)["scorer.model.precision"] == b"bf16" and record["model_version"] == "12"
     assert "text" not in record
 
 

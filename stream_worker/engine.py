@@ -1,0 +1,175 @@
+"""The batching + scoring engine: one home for the Kafka worker and the HTTP server.
+
+Split as queue / batcher / backend (the layout of HF text-embeddings-inference): callers ``submit`` texts and get
+futures; one inference thread owns the model, cuts what waits into length-sorted batches (``batch.Batcher``: max
+count, max wait, padded-token budget, sort window) and resolves each future with its own score.  The caller's
+thread (the Kafka loop, the HTTP event loop) keeps polling, decoding and producing while a batch runs:
+TensorFlow releases the GIL inside its kernels.
+
+Rules, in steps:
+
+1. ``submit(text, tokens)`` returns a ``Future``; when ``max_queue`` texts already wait, it raises ``Overloaded``
+   at once (the server answers 429; the Kafka loop never gets there because it polls only for free room).
+2. The inference thread scores when the pool is due: ``sort_window x max_batch_size`` texts wait, the oldest
+   waited ``max_wait_ms``, or ``flush()`` asked for it.
+3. Between two batches it takes a newly loaded model version from the ``ModelWatcher`` (hot reload), so each batch
+   is scored by exactly one version, which its results name (``Scored.version``).
+4. A batch the model rejects is bisected (``score.score_or_isolate``); only the texts the model rejects resolve to
+   ``ScoringFailed``.  Any other error fails the futures of that batch with the exception (infrastructure).
+5. ``flush()`` scores everything that waits and returns when it is done (rebalance, stop); ``stop()`` ends the
+   thread after a final flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from .batch import Batcher
+from .errors import ScorerError, ScoringFailed
+from .metrics import Metrics
+from .model_repo import ModelWatcher
+from .score import Scorer, score_or_isolate
+
+log = logging.getLogger(__name__)
+
+
+class Overloaded(ScorerError):
+    """The engine's queue is full; the caller should shed load (HTTP 429) and retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One text's result: probability of POSITIVE and the model version that computed it."""
+
+    score: float
+    version: str
+
+
+Result = Scored | ScoringFailed
+
+
+@dataclass(slots=True)
+class _Job:
+    text: str
+    tokens: int
+    future: Future[Result] = field(default_factory=Future)
+
+
+class Engine:
+    def __init__(
+        self,
+        scorer: Scorer,
+        *,
+        max_batch_size: int,
+        max_wait_ms: int,
+        token_budget: int,
+        sort_window: int = 1,
+        max_queue: int = 4096,
+        metrics: Metrics | None = None,
+        watcher: ModelWatcher | None = None,
+        on_swap: Callable[[Scorer, Scorer], None] | None = None,
+    ) -> None:
+        self.scorer = scorer
+        self._batcher: Batcher[_Job] = Batcher(max_batch_size, max_wait_ms, token_budget, sort_window)
+        self._max_queue = max_queue
+        self._metrics = metrics
+        self._watcher = watcher
+        self._on_swap = on_swap
+        self._cond = threading.Condition()
+        self._force = False
+        self._busy = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+
+    # --- callers ---------------------------------------------------------------------------------------------
+    def start(self) -> Engine:
+        self._thread.start()
+        return self
+
+    def submit(self, text: str, tokens: int) -> Future[Result]:
+        job = _Job(text, tokens)
+        with self._cond:
+            if self._stopping:
+                raise Overloaded("the engine is stopping")
+            if len(self._batcher) >= self._max_queue:
+                raise Overloaded(f"{len(self._batcher)} texts are waiting (max_queue={self._max_queue})")
+            self._batcher.add(job)
+            if self._metrics is not None:
+                self._metrics.queue_depth.set(len(self._batcher))
+            self._cond.notify()
+        return job.future
+
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._batcher)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Score everything that waits now; True when done within ``timeout_s``."""
+        with self._cond:
+            self._force = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: not len(self._batcher) and not self._busy, timeout_s)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    # --- the inference thread -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._force or self._stopping or self._batcher.due()):
+                    self._cond.wait(self._batcher.seconds_until_due() if len(self._batcher) else None)
+                if self._stopping and not len(self._batcher):
+                    self._cond.notify_all()
+                    return
+                batches = self._batcher.drain()
+                self._force = False
+                self._busy = True
+                if self._metrics is not None:
+                    self._metrics.queue_depth.set(0)
+            try:
+                for batch in batches:
+                    self._maybe_swap()
+                    self._score(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _maybe_swap(self) -> None:
+        if self._watcher is None:
+            return
+        ready = self._watcher.take()
+        if ready is None:
+            return
+        new = ready[1]
+        assert isinstance(new, Scorer)
+        old, self.scorer = self.scorer, new
+        if self._on_swap is not None:
+            self._on_swap(old, new)
+
+    def _score(self, batch: list[_Job]) -> None:
+        scorer = self.scorer
+        started = time.perf_counter()
+        try:
+            results = score_or_isolate(scorer, [job.text for job in batch])
+        except Exception as exc:  # not the texts' fault: every caller of this batch gets the error
+            log.error("batch failed", extra={"error": type(exc).__name__, "size": len(batch)})
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        if self._metrics is not None:
+            self._metrics.inference_seconds.observe(time.perf_counter() - started)
+            self._metrics.batch_size.observe(len(batch))
+            self._metrics.batch_tokens.observe(len(batch) * max(job.tokens for job in batch))
+        for job, result in zip(batch, results, strict=True):
+            job.future.set_result(result if isinstance(result, ScoringFailed) else Scored(result, scorer.version))
