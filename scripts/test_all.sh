@@ -3,6 +3,7 @@
 #   1. worker environment + lint (ruff, mypy on stream_worker/)
 #   2. training environment + training tests (real TFX pipeline, ci profile, pushes a model to .cache/ci-run)
 #   3. worker unit + integration tests against real Apache Kafka and tansu, incl. the pushed real model
+#   4. `scorer bench --quick` on that model (the benchmark must run; it asserts no timings)
 # A skipped test fails the run (SCORER_TEST_NO_SKIP=1): an integration test that did not run proves nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +19,7 @@ if [[ -x scripts/test_training.sh ]]; then
 fi
 echo "==> worker tests (Python 3.11, TF 2.21) against Apache Kafka and tansu" >&2
 .venv/bin/python -m pytest tests --ignore=tests/training -v -rs -p no:cacheprovider "$@" || status=1
+echo "==> scorer bench --quick (smoke run of the benchmark on the ci model; no timing assertions)" >&2
+.venv/bin/scorer bench --quick --model-dir "${SCORER_CI_RUN_DIR:-.cache/ci-run}/serving_model" \
+  --output-dir .cache/bench-quick || status=1
 exit $status

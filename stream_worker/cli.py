@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -241,6 +241,36 @@ def demo(
     from .demo import run_demo
 
     raise typer.Exit(run_demo(messages, workers, model_dir, port))
+
+
+@app.command()
+def bench(
+    model_dir: Annotated[Path, Opt(envvar="SCORER_MODEL_DIR", help="Model repository to measure.")] = Path(
+        "models/sentiment"
+    ),
+    quick: Annotated[bool, Opt("--quick", help="Small text sets, one round (a smoke run, ~3 min).")] = False,
+    rounds: Annotated[int, Opt(help="Rounds of every variant (medians are reported).")] = 2,
+    bootstrap_servers: Annotated[
+        Optional[str], Opt(help="Measure on this cluster instead of an embedded tansu broker.")  # noqa: UP045
+    ] = None,
+    output_dir: Annotated[Path, Opt(help="Where the report (Markdown + PNG) goes.")] = Path("reports/benchmarks"),
+) -> None:
+    """Measure throughput, latency and resources of every variant side by side and write a report."""
+    from .bench import Options, run_bench
+    from .model_repo import require_servable
+
+    try:
+        require_servable(model_dir)
+    except ScorerError as exc:
+        _fail(exc, 2)
+    opts = Options(
+        model_dir=model_dir.resolve(), output_dir=output_dir, rounds=rounds, bootstrap_servers=bootstrap_servers
+    )
+    if quick:
+        opts.quick, opts.rounds = True, 1
+        opts.short_texts, opts.long_texts, opts.peer_texts, opts.latency_seconds = 128, 8, 24, 3.0
+    path = run_bench(opts)
+    typer.echo(f"report: {path}")
 
 
 def _or_exit(make: Any) -> Any:

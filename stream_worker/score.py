@@ -9,6 +9,7 @@ The model repository is what TFX Pusher writes: ``<model_dir>/<integer version>/
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -111,6 +112,12 @@ class Scorer:
     _fn: Any
     _input_name: str
     last_warmup_s: float = 0.0
+    window: tuple[int, int, int] | None = None  # (max_seq_length, stride, max_windows) from assets.extra/scorer.json
+
+    def shape(self, fallback_max_tokens: int) -> tuple[int, int, int]:
+        """(tokens per window, window stride, max windows per text) for the guard's cost estimate: the model's own
+        ``assets.extra/scorer.json`` when it has one, else one window of ``fallback_max_tokens`` (the setting)."""
+        return self.window or (fallback_max_tokens, 0, 1)
 
     @classmethod
     def load(cls, model_dir: Path, inference_threads: int = 0) -> Scorer:
@@ -138,7 +145,7 @@ class Scorer:
             raise ModelError(f"serving_default input {name!r} must be a 1-D tf.string tensor, is {spec}")
         if _SCORE_KEY not in fn.structured_outputs:
             raise ModelError(f"serving_default must return {_SCORE_KEY!r}, returns {sorted(fn.structured_outputs)}")
-        scorer = cls(version=str(version), path=path, _fn=fn, _input_name=name)
+        scorer = cls(version=str(version), path=path, _fn=fn, _input_name=name, window=read_window(path))
         scorer._keep = model  # type: ignore[attr-defined]  # the signature needs its model alive
         log.info("model loaded", extra={"model_version": scorer.version, "model_path": str(path)})
         return scorer
@@ -167,6 +174,18 @@ class Scorer:
         if not np.all(np.isfinite(scores)) or np.any((scores < 0) | (scores > 1)):
             raise ModelError("warm-up scores are not probabilities in [0, 1]")
         return seconds
+
+
+def read_window(path: Path) -> tuple[int, int, int] | None:
+    """The long-text windowing the model does, from ``<version>/assets.extra/scorer.json`` (written by training)."""
+    meta = path / "assets.extra" / "scorer.json"
+    if not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text())
+        return int(data["max_seq_length"]), int(data.get("window_stride", 0)), int(data.get("max_windows", 1))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"unreadable {meta} ({type(exc).__name__})") from exc
 
 
 def score_or_isolate(scorer: Scorer, texts: list[str]) -> list[float | ScoringFailed]:

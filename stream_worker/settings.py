@@ -101,7 +101,9 @@ class Settings(BaseSettings):
     max_sequence_tokens: int = Field(
         128,
         ge=8,
-        description="The model's maximum sequence length, used to estimate tokens and to shape the warm-up batch.",
+        description="Tokens per model window, for models without assets.extra/scorer.json (trained models ship "
+        "one, and its window length, stride and windows per text are used instead). Shapes the cost estimate of a "
+        "text and the warm-up batch.",
     )
     sort_window: int = Field(
         4,

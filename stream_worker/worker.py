@@ -112,6 +112,7 @@ class Worker:
         self.precision = self.encode.precision = configure_precision(s.precision)
         repo = ModelRepository(s.model_dir, s.model_version, s.model_settle_s)
         number, scorer = initial_model(repo, self._load_version)
+        self._set_guard(scorer)
         seconds = scorer.last_warmup_s
         self.metrics.serve_version(scorer.version)
         self.metrics.warmup_seconds.set(seconds)
@@ -139,8 +140,13 @@ class Worker:
     def _load_version(self, version: Version) -> Scorer:
         """Load, contract-check and warm up one version (runs in the watcher thread for rollouts)."""
         scorer = Scorer.load_version(version.number, version.path)
-        scorer.last_warmup_s = scorer.warm_up(self.settings.max_batch_size, self.settings.max_sequence_tokens)
+        window_tokens = scorer.shape(self.settings.max_sequence_tokens)[0]
+        scorer.last_warmup_s = scorer.warm_up(self.settings.max_batch_size, window_tokens)
         return scorer
+
+    def _set_guard(self, scorer: Scorer) -> None:
+        """The guard estimates cost with the served model's own windowing (read from the model, not configured)."""
+        self.guard = Guard(self.settings.max_text_bytes, *scorer.shape(self.settings.max_sequence_tokens))
 
     def _refused(self, version: Version, reason: str) -> None:
         kind = "warmup" if "warm-up" in reason else "contract" if "serving_default" in reason else "load"
@@ -156,6 +162,7 @@ class Worker:
 
     def _swapped(self, old: Scorer, new: Scorer) -> None:
         """Called by the engine between two batches (model_repo, step 3)."""
+        self._set_guard(new)
         self.metrics.serve_version(new.version, old.version)
         self.metrics.model_swaps.inc()
         log.info("model version swapped", extra={"model_version": new.version, "previous": old.version})

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
 from stream_worker.avro import INPUT_SCHEMA, AvroEncoder, load_schema
-from stream_worker.decode import Decoder
+from stream_worker.decode import Decoder, TextRecord
 from stream_worker.errors import (
     DecodeError,
     EmptyText,
@@ -95,3 +96,38 @@ def test_guard_limits() -> None:
 def test_has_content() -> None:
     assert has_content("[NAME]") and has_content("😀") and has_content("日本")
     assert not has_content("\t \r\n\x7f")
+
+
+def test_long_texts_cost_their_windows() -> None:
+    from stream_worker.guard import window_cost
+
+    # One window of 128 holds 126 tokens; longer texts are cut into windows of 128 with stride 96, at most 8.
+    assert window_cost(10, 128, 96, 8) == 12
+    assert window_cost(126, 128, 96, 8) == 128
+    assert window_cost(127, 128, 96, 8) == 2 * 128
+    assert window_cost(126 + 96 * 3, 128, 96, 8) == 4 * 128
+    assert window_cost(100_000, 128, 96, 8) == 8 * 128  # capped by max windows
+    assert window_cost(100_000, 128) == 128  # a single-window model truncates
+
+
+def test_guard_uses_the_model_windowing_for_a_long_review() -> None:
+    review = "a long and winding review of a film " * 400  # ~14 kB, ~3,600 tokens by the estimate
+    single = Guard(65_536, 128)(TextRecord("1", review))
+    windowed = Guard(65_536, 128, 96, 8)(TextRecord("1", review))
+    assert single.tokens == 128 and windowed.tokens == 8 * 128
+
+
+def test_read_window_from_model_metadata(tmp_path: Path) -> None:
+    import json
+
+    from stream_worker.errors import ModelError
+    from stream_worker.score import read_window
+
+    assert read_window(tmp_path) is None
+    (tmp_path / "assets.extra").mkdir()
+    meta = tmp_path / "assets.extra" / "scorer.json"
+    meta.write_text(json.dumps({"max_seq_length": 128, "window_stride": 96, "max_windows": 8, "contract": 1}))
+    assert read_window(tmp_path) == (128, 96, 8)
+    meta.write_text("{not json")
+    with pytest.raises(ModelError):
+        read_window(tmp_path)

@@ -1,0 +1,177 @@
+"""``scorer bench`` report: Markdown + PNG plots with the machine, every figure, and the targets met or not."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .bench import Options, Run
+    from .settings import Settings
+
+MFLOP_PER_TOKEN = 21.0
+
+
+def _fmt(x: float, digits: int = 0) -> str:
+    return "-" if x != x or x == 0 else f"{x:,.{digits}f}"  # NaN or 0 → dash
+
+
+def write_report(
+    opts: Options,
+    info: dict[str, str],
+    runs: dict[tuple[str, str], Run],
+    extra: dict[str, Any],
+    tokens: dict[str, int],
+    counts: dict[str, int],
+    settings: Settings,
+) -> Path:
+    from .bench import BASELINE, DEFAULT, PEER
+
+    opts.output_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{info['commit']}{'-quick' if opts.quick else ''}"
+    gemm = {k: statistics.mean(g[k] for g in extra["gemm"]) for k in ("fp32", "bf16")}
+    variants = list(dict.fromkeys(v for v, _ in runs))
+    mixes = list(counts)
+
+    def tps(variant: str, mix: str) -> float:
+        run = runs.get((variant, mix))
+        return run.median() if run else 0.0
+
+    lines = [
+        f"# Throughput benchmark — {info['date']}, commit {info['commit']}{' (quick)' if opts.quick else ''}",
+        "",
+        f"Machine: **{info['cpu']}**, {info['cores']} cores; flags: `{info['flags']}`.",
+        f"Command: `scorer bench --model-dir {opts.model_dir}{' --quick' if opts.quick else ''} "
+        f"--rounds {opts.rounds}` (every variant in each round, interleaved; medians of {opts.rounds} rounds).",
+        "",
+        "Texts: "
+        + "; ".join(
+            f"`{m}` = {counts[m]} texts, {tokens[m] / counts[m]:.0f} real tokens each on average" for m in mixes
+        )
+        + " (short: Rotten Tomatoes snippets; long: 30 snippets joined).",
+        f"Worker defaults: batch {settings.max_batch_size}, max wait {settings.max_wait_ms} ms, token budget "
+        f"{settings.token_budget}, sort window {settings.sort_window}, processes {settings.processes}, "
+        f"precision {settings.precision}.",
+        "",
+        "## Ceilings (2048x2048 matrix multiply, this run, mean of start and end)",
+        "",
+        f"fp32 **{gemm['fp32']:.0f} GFLOP/s**, bf16 **{gemm['bf16']:.0f} GFLOP/s**. Model cost: ~{MFLOP_PER_TOKEN:.0f} "
+        "MFLOP per real token (MiniLM-L6), so GFLOP/s below = real tokens/s x 0.021.",
+        "",
+        "## Throughput (texts/s, median)",
+        "",
+        "| variant | " + " | ".join(f"{m} texts/s" for m in mixes) + " | long tokens/s | long GFLOP/s | "
+        "% fp32 ceiling | % bf16 ceiling | vs baseline (short / long) |",
+        "|---|" + "---|" * (len(mixes) + 5),
+    ]
+    for variant in variants:
+        run_long = runs.get((variant, "long"))
+        tok = run_long.median_tokens() if run_long else 0.0
+        gflops = tok * MFLOP_PER_TOKEN / 1000
+        ratio = " / ".join(
+            f"{tps(variant, m) / tps(BASELINE, m):.2f}x" if tps(variant, m) and tps(BASELINE, m) else "-" for m in mixes
+        )
+        lines.append(
+            f"| {variant} | "
+            + " | ".join(_fmt(tps(variant, m), 1) for m in mixes)
+            + f" | {_fmt(tok)} | {_fmt(gflops)} | {_fmt(100 * gflops / gemm['fp32'])} | "
+            f"{_fmt(100 * gflops / gemm['bf16'])} | {ratio} |"
+        )
+    lines += [
+        "",
+        "## Latency of the default settings (open-loop paced producer, publish → score received)",
+        "",
+        "| load | rate (msg/s) | p50 (s) | p99 (s) |",
+        "|---|---|---|---|",
+    ]
+    for fraction, (rate, p50, p99) in sorted(extra["latency"].items()):
+        lines.append(f"| {fraction:.0%} of capacity | {rate:.0f} | {p50:.3f} | {p99:.3f} |")
+    lines += [
+        "",
+        "## Resources",
+        "",
+        "| worker variant | cold start to ready (s) | peak RSS per process (MiB) |",
+        "|---|---|---|",
+    ]
+    for variant, starts in extra["cold_start_s"].items():
+        rss = ", ".join(f"{x:.0f}" for x in extra["rss_mb"].get(variant, []))
+        lines.append(f"| {variant} | {statistics.median(starts):.1f} | {rss} |")
+
+    # --- targets ---------------------------------------------------------------------------------------------
+    best_alone = {m: max((tps(v, m) for v in variants if v.startswith("model alone")), default=0.0) for m in mixes}
+    max_batch = extra["max_batch_s"].get(DEFAULT, 0.0)
+    p99_half = extra["latency"].get(0.5, (0, float("nan"), float("nan")))[2]
+    bound = settings.max_wait_ms / 1000 + 2 * max_batch
+    rss_max = max((x for xs in extra["rss_mb"].values() for x in xs), default=0.0)
+    cold_max = max((statistics.median(s) for s in extra["cold_start_s"].values()), default=0.0)
+    targets = [
+        *[
+            (
+                f"end to end, default settings ≥ 0.9x best model-alone ({m})",
+                f"{tps(DEFAULT, m) / best_alone[m]:.2f}x" if best_alone[m] else "-",
+                bool(best_alone[m]) and tps(DEFAULT, m) >= 0.9 * best_alone[m],
+            )
+            for m in mixes
+        ],
+        *[
+            (
+                f"end to end, default settings ≥ 2.0x worker x1 fp32 ({m})",
+                f"{tps(DEFAULT, m) / tps(BASELINE, m):.2f}x" if tps(BASELINE, m) else "-",
+                bool(tps(BASELINE, m)) and tps(DEFAULT, m) >= 2.0 * tps(BASELINE, m),
+            )
+            for m in mixes
+        ],
+        (
+            "≥ 5x the per-message scorer (short)",
+            f"{tps(DEFAULT, 'short') / tps(PEER, 'short'):.1f}x" if tps(PEER, "short") else "-",
+            bool(tps(PEER, "short")) and tps(DEFAULT, "short") >= 5 * tps(PEER, "short"),
+        ),
+        (f"p99 at 50% load ≤ max_wait + 2 x max batch = {bound:.3f} s", f"{p99_half:.3f} s", p99_half <= bound),
+        ("worker RSS ≤ 1.5 GiB per process", f"{rss_max:.0f} MiB", 0 < rss_max <= 1536),
+        ("cold start to ready ≤ 10 s", f"{cold_max:.1f} s", 0 < cold_max <= 10),
+    ]
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in targets]
+    plots = _plots(opts.output_dir, stem, variants, mixes, tps, extra)
+    if plots:
+        lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
+    path = opts.output_dir / f"{stem}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _plots(out: Path, stem: str, variants: list[str], mixes: list[str], tps: Any, extra: dict[str, Any]) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    paths = []
+    fig, axes = plt.subplots(1, len(mixes), figsize=(6 * len(mixes), 0.45 * len(variants) + 1.5))
+    for ax, mix in zip(axes if len(mixes) > 1 else [axes], mixes, strict=True):
+        values = [tps(v, mix) for v in variants]
+        ax.barh(range(len(variants)), values, color="#4878a8")
+        ax.set_yticks(range(len(variants)), [v[:48] for v in variants], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{mix} texts/s")
+    fig.tight_layout()
+    paths.append(out / f"{stem}-throughput.png")
+    fig.savefig(paths[-1], dpi=90)
+    plt.close(fig)
+    if extra["latency"]:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        loads = sorted(extra["latency"])
+        ax.plot([100 * f for f in loads], [extra["latency"][f][1] for f in loads], "o-", label="p50")
+        ax.plot([100 * f for f in loads], [extra["latency"][f][2] for f in loads], "s-", label="p99")
+        ax.set_xlabel("load, % of measured capacity")
+        ax.set_ylabel("seconds")
+        ax.legend()
+        fig.tight_layout()
+        paths.append(out / f"{stem}-latency.png")
+        fig.savefig(paths[-1], dpi=90)
+        plt.close(fig)
+    return paths
