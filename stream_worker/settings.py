@@ -1,4 +1,4 @@
-"""One frozen, validated settings object for a worker.
+"""Frozen, validated settings: ``EngineSettings`` (model, batching) shared by the worker and the server.
 
 Every field can be set by a command-line flag (``scorer worker --help``) or by an environment variable named
 ``SCORER_<FIELD>`` (e.g. ``SCORER_BOOTSTRAP_SERVERS``); flags win over the environment.  Arbitrary librdkafka
@@ -23,22 +23,16 @@ _OWNED_CONSUMER_KEYS = frozenset({"enable.auto.offset.store", "enable.auto.commi
 _OWNED_PRODUCER_KEYS = frozenset({"enable.idempotence", "acks"})
 
 
-class Settings(BaseSettings):
+class EngineSettings(BaseSettings):
+    """What every door that scores needs: the model repository, micro-batching, inference threads, precision.
+
+    Shared by ``Settings`` (the Kafka worker) and ``ServeSettings`` (``scorer serve``), so both doors batch and
+    roll out models by the same rules.
+    """
+
     model_config = SettingsConfigDict(env_prefix="SCORER_", frozen=True, extra="forbid")
 
-    # --- where ----------------------------------------------------------------------------------------------
-    bootstrap_servers: str = Field(
-        "127.0.0.1:9092", description="Kafka bootstrap servers (host:port, comma separated)."
-    )
-    input_topic: str = Field("text-messages", description="Topic with TextMessage records to score.")
-    output_topic: str = Field("sentiment-scores", description="Topic that receives one SentimentScore per input.")
-    dead_letter_topic: str = Field(
-        "text-messages.dlq",
-        description="Topic for messages that cannot be decoded or scored (original bytes + reason headers).",
-    )
-    group_id: str = Field(
-        "sentiment-scorer", description="Consumer group; add worker processes with the same id to scale out."
-    )
+    # --- model ----------------------------------------------------------------------------------------------
     model_dir: Path = Field(
         Path("models/sentiment"),
         description="Model repository as TFX Pusher writes it: <model_dir>/<integer version>/saved_model.pb. "
@@ -63,22 +57,14 @@ class Settings(BaseSettings):
         "changed for this long (and its listing is unchanged between two checks), so a copy in progress (TFX "
         "Pusher copies file by file) is never loaded. Longer: safer on slow storage, slower rollouts.",
     )
-    schema_dir: Path | None = Field(None, description="Folder with the .avsc files; default: the packaged ones.")
 
-    # --- input ----------------------------------------------------------------------------------------------
-    input_format: Literal["avro", "json"] = Field(
-        "avro",
-        description="avro: Avro binary (plain, or Confluent Schema Registry framing, recognised by its magic "
-        "byte); json: UTF-8 JSON objects {'id','text'} that plain clients such as kcat can publish.",
-    )
+    # --- micro-batching -------------------------------------------------------------------------------------
     max_text_bytes: int = Field(
         65_536,
         ge=1,
         description="Texts larger than this (UTF-8 bytes) are dead-lettered as text_too_long. The model only "
         "reads max_sequence_tokens tokens (head and tail), so larger texts cost decoding but add no signal.",
     )
-
-    # --- micro-batching -------------------------------------------------------------------------------------
     max_batch_size: int = Field(
         32,
         ge=1,
@@ -110,6 +96,81 @@ class Settings(BaseSettings):
         ge=1,
         description="When messages wait, up to sort_window x max_batch_size are sorted by length before they "
         "are cut into batches, so similar lengths share a batch (less padding). 1 disables sorting.",
+    )
+
+    # --- inference ------------------------------------------------------------------------------------------
+    inference_threads: int = Field(
+        0,
+        ge=0,
+        description="TensorFlow intra-op threads per host; 0 = one per core. A pool splits them between its "
+        "processes. Lower it when other work shares the host.",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Inference precision. bf16 runs the model's matrix multiplications in bfloat16 (same "
+        "SavedModel, no re-export): faster where the CPU has AVX512_BF16 or AMX, scores differ by ~1e-2 at most. "
+        "auto: bf16 on such CPUs, fp32 elsewhere; bf16 on other CPUs falls back to fp32 with a log line.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    @model_validator(mode="after")
+    def _check_batching(self) -> EngineSettings:
+        if self.token_budget < self.max_sequence_tokens:
+            raise ValueError("token_budget must hold at least one text of max_sequence_tokens")
+        return self
+
+
+class ServeSettings(EngineSettings):
+    """``scorer serve``: the HTTP door (TF Serving REST and Open Inference Protocol v2) on the same engine."""
+
+    model_name: str = Field(
+        "sentiment", description="The {name} in /v1/models/{name} and /v2/models/{name}; other names answer 404."
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 for every interface).")
+    port: int = Field(8501, ge=0, le=65535, description="HTTP port (8501 is TF Serving's REST port).")
+    max_queue: int = Field(
+        1024,
+        ge=1,
+        description="Texts that may wait for a batch; beyond, requests are refused at once with 429 (shed load "
+        "early rather than time out late). Higher: absorbs bursts, at the cost of latency under overload.",
+    )
+    request_timeout_ms: int = Field(
+        10_000,
+        ge=1,
+        description="A request not answered within this is answered 504. Should exceed max_wait_ms plus a few "
+        "batch times.",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Larger request bodies are refused with 413 before they are read."
+    )
+    max_texts_per_request: int = Field(
+        1024, ge=1, description="More inputs in one request are refused with 400 (split the request)."
+    )
+
+
+class Settings(EngineSettings):
+    """The Kafka worker: the engine's settings plus where to read and write, delivery, security, operations."""
+
+    # --- where ----------------------------------------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers (host:port, comma separated)."
+    )
+    input_topic: str = Field("text-messages", description="Topic with TextMessage records to score.")
+    output_topic: str = Field("sentiment-scores", description="Topic that receives one SentimentScore per input.")
+    dead_letter_topic: str = Field(
+        "text-messages.dlq",
+        description="Topic for messages that cannot be decoded or scored (original bytes + reason headers).",
+    )
+    group_id: str = Field(
+        "sentiment-scorer", description="Consumer group; add worker processes with the same id to scale out."
+    )
+    schema_dir: Path | None = Field(None, description="Folder with the .avsc files; default: the packaged ones.")
+
+    # --- input ----------------------------------------------------------------------------------------------
+    input_format: Literal["avro", "json"] = Field(
+        "avro",
+        description="avro: Avro binary (plain, or Confluent Schema Registry framing, recognised by its magic "
+        "byte); json: UTF-8 JSON objects {'id','text'} that plain clients such as kcat can publish.",
     )
 
     # --- delivery -------------------------------------------------------------------------------------------
@@ -167,33 +228,18 @@ class Settings(BaseSettings):
         "restarts a dead one and serves their aggregated metrics ('auto': one per core). Two processes with one "
         "inference thread each use a 2-core host better than one with two threads, at twice the memory.",
     )
-    inference_threads: int = Field(
-        0,
-        ge=0,
-        description="TensorFlow intra-op threads per host; 0 = one per core. A pool splits them between its "
-        "processes. Lower it when other work shares the host.",
-    )
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto",
-        description="Inference precision. bf16 runs the model's matrix multiplications in bfloat16 (same "
-        "SavedModel, no re-export): faster where the CPU has AVX512_BF16 or AMX, scores differ by ~1e-2 at most. "
-        "auto: bf16 on such CPUs, fp32 elsewhere; bf16 on other CPUs falls back to fp32 with a log line.",
-    )
     broker_timeout_s: float = Field(
         30.0,
         gt=0,
         description="At start, how long to wait for the Kafka cluster to answer before giving up with an error. "
         "Longer rides out a broker that starts at the same time; shorter fails fast on a wrong address.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         topics = {self.input_topic, self.output_topic, self.dead_letter_topic}
         if len(topics) != 3:
             raise ValueError("input_topic, output_topic and dead_letter_topic must be three different topics")
-        if self.token_budget < self.max_sequence_tokens:
-            raise ValueError("token_budget must hold at least one text of max_sequence_tokens")
         if isinstance(self.processes, int) and self.processes < 1:
             raise ValueError("processes must be 'auto' or at least 1")
         owned = (_OWNED_CONSUMER_KEYS | _OWNED_PRODUCER_KEYS) & set(self.kafka)
