@@ -22,18 +22,20 @@ Rules, in steps:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 from .batch import Batcher
 from .errors import ScorerError, ScoringFailed
 from .metrics import Metrics
-from .model_repo import ModelWatcher
-from .score import Scorer, score_or_isolate
+from .model_repo import ModelRepository, ModelWatcher, Version, initial_model
+from .score import Scorer, configure_precision, configure_threads, score_or_isolate
+from .settings import EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,9 @@ class Engine:
             self._on_swap(old, new)
 
     def _score(self, batch: list[_Job]) -> None:
+        batch = [job for job in batch if not job.future.cancelled()]  # a caller gave up (HTTP deadline)
+        if not batch:
+            return
         scorer = self.scorer
         started = time.perf_counter()
         try:
@@ -165,11 +170,63 @@ class Engine:
         except Exception as exc:  # not the texts' fault: every caller of this batch gets the error
             log.error("batch failed", extra={"error": type(exc).__name__, "size": len(batch)})
             for job in batch:
-                job.future.set_exception(exc)
+                with contextlib.suppress(InvalidStateError):
+                    job.future.set_exception(exc)
             return
         if self._metrics is not None:
             self._metrics.inference_seconds.observe(time.perf_counter() - started)
             self._metrics.batch_size.observe(len(batch))
             self._metrics.batch_tokens.observe(len(batch) * max(job.tokens for job in batch))
         for job, result in zip(batch, results, strict=True):
-            job.future.set_result(result if isinstance(result, ScoringFailed) else Scored(result, scorer.version))
+            with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+                job.future.set_result(result if isinstance(result, ScoringFailed) else Scored(result, scorer.version))
+
+
+def open_engine(
+    settings: EngineSettings,
+    metrics: Metrics,
+    on_swap: Callable[[Scorer, Scorer], None] | None = None,
+    max_queue: int = 4096,
+) -> tuple[Engine, ModelWatcher, str]:
+    """Set threads and precision, load and warm up the version the policy names, start the watcher and the
+    engine (what both doors do at start).  Returns (engine, watcher, effective precision)."""
+    configure_threads(settings.inference_threads)
+    precision = configure_precision(settings.precision)
+
+    def load(version: Version) -> Scorer:
+        scorer = Scorer.load_version(version.number, version.path)
+        scorer.last_warmup_s = scorer.warm_up(settings.max_batch_size, scorer.shape(settings.max_sequence_tokens)[0])
+        return scorer
+
+    def refused(version: Version, reason: str) -> None:
+        kind = "warmup" if "warm-up" in reason else "contract" if "serving_default" in reason else "load"
+        metrics.model_load_failures.labels(reason=kind).inc()
+        log.error(
+            "model version refused; serving on with the current one",
+            extra={"model_version": version.number, "reason": reason},
+        )
+
+    def swapped(old: Scorer, new: Scorer) -> None:
+        metrics.serve_version(new.version, old.version)
+        metrics.model_swaps.inc()
+        log.info("model version swapped", extra={"model_version": new.version, "previous": old.version})
+        if on_swap is not None:
+            on_swap(old, new)
+
+    repo = ModelRepository(settings.model_dir, settings.model_version, settings.model_settle_s)
+    number, scorer = initial_model(repo, load)
+    metrics.serve_version(scorer.version)
+    metrics.warmup_seconds.set(scorer.last_warmup_s)
+    watcher = ModelWatcher(repo, load, number, settings.model_poll_interval_s, refused).start()
+    engine = Engine(
+        scorer,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        token_budget=settings.token_budget,
+        sort_window=settings.sort_window,
+        max_queue=max_queue,
+        metrics=metrics,
+        watcher=watcher,
+        on_swap=swapped,
+    ).start()
+    return engine, watcher, precision

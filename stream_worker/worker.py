@@ -27,13 +27,13 @@ from .consume import Incoming
 from .deadletter import dead_letter_headers
 from .decode import Decoder
 from .encode import CONTENT_TYPE_HEADER, ScoreEncoder
-from .engine import Engine, Result, Scored
+from .engine import Engine, Result, Scored, open_engine
 from .errors import BadMessage, ConfigError, InfrastructureError
 from .guard import Checked, Guard
 from .metrics import HealthServer, Metrics
-from .model_repo import ModelRepository, ModelWatcher, Version, initial_model, require_servable
+from .model_repo import ModelWatcher, require_servable
 from .produce import Publisher
-from .score import Scorer, configure_precision, configure_threads
+from .score import Scorer
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ class Worker:
         self.decode = Decoder(settings.input_format, settings.schema_dir)
         self.guard = Guard(settings.max_text_bytes, settings.max_sequence_tokens)
         self.tracker = OffsetTracker()
-        self.precision = "fp32"
         self.engine: Engine | None = None
         self.watcher: ModelWatcher | None = None
         self.encode = ScoreEncoder(settings.schema_dir)
@@ -108,14 +107,13 @@ class Worker:
     # --- stages ---------------------------------------------------------------------------------------------
     def _load_model(self) -> None:
         s = self.settings
-        configure_threads(s.inference_threads)
-        self.precision = self.encode.precision = configure_precision(s.precision)
-        repo = ModelRepository(s.model_dir, s.model_version, s.model_settle_s)
-        number, scorer = initial_model(repo, self._load_version)
+        self.engine, self.watcher, precision = open_engine(
+            s, self.metrics, on_swap=lambda _old, new: self._set_guard(new), max_queue=max(self.max_in_flight, 1) * 2
+        )
+        self.encode.precision = precision
+        scorer = self.engine.scorer
         self._set_guard(scorer)
         seconds = scorer.last_warmup_s
-        self.metrics.serve_version(scorer.version)
-        self.metrics.warmup_seconds.set(seconds)
         # A full window of worst-case batches must fit well inside max.poll.interval.ms.
         worst_window_s = seconds * s.sort_window * 4
         if worst_window_s * 1000 > s.max_poll_interval_ms:
@@ -124,48 +122,10 @@ class Worker:
                 f"{int(worst_window_s * 1000)} or lower max_batch_size/max_sequence_tokens"
             )
         log.info("model warmed up", extra={"seconds": round(seconds, 3), "batch": s.max_batch_size})
-        self.watcher = ModelWatcher(repo, self._load_version, number, s.model_poll_interval_s, self._refused).start()
-        self.engine = Engine(
-            scorer,
-            max_batch_size=s.max_batch_size,
-            max_wait_ms=s.max_wait_ms,
-            token_budget=s.token_budget,
-            sort_window=s.sort_window,
-            max_queue=max(self.max_in_flight, 1) * 2,
-            metrics=self.metrics,
-            watcher=self.watcher,
-            on_swap=self._swapped,
-        ).start()
-
-    def _load_version(self, version: Version) -> Scorer:
-        """Load, contract-check and warm up one version (runs in the watcher thread for rollouts)."""
-        scorer = Scorer.load_version(version.number, version.path)
-        window_tokens = scorer.shape(self.settings.max_sequence_tokens)[0]
-        scorer.last_warmup_s = scorer.warm_up(self.settings.max_batch_size, window_tokens)
-        return scorer
 
     def _set_guard(self, scorer: Scorer) -> None:
         """The guard estimates cost with the served model's own windowing (read from the model, not configured)."""
         self.guard = Guard(self.settings.max_text_bytes, *scorer.shape(self.settings.max_sequence_tokens))
-
-    def _refused(self, version: Version, reason: str) -> None:
-        kind = "warmup" if "warm-up" in reason else "contract" if "serving_default" in reason else "load"
-        self.metrics.model_load_failures.labels(reason=kind).inc()
-        log.error(
-            "model version refused; serving on with the current one",
-            extra={
-                "model_version": version.number,
-                "reason": reason,
-                "serving": self.scorer.version if self.scorer else None,
-            },
-        )
-
-    def _swapped(self, old: Scorer, new: Scorer) -> None:
-        """Called by the engine between two batches (model_repo, step 3)."""
-        self._set_guard(new)
-        self.metrics.serve_version(new.version, old.version)
-        self.metrics.model_swaps.inc()
-        log.info("model version swapped", extra={"model_version": new.version, "previous": old.version})
 
     def _room(self) -> int:
         return max(0, self.max_in_flight - len(self.in_flight))
