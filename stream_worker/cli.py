@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from . import logs
 from .cli_flags import given_flags, with_settings_flags
 from .errors import ConfigError, ModelError, ScorerError
-from .settings import Settings, parse_kafka_options
+from .settings import ServeSettings, Settings, parse_kafka_options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Stream anonymized text through a sentiment model.")
 log = logging.getLogger("stream_worker")
@@ -103,6 +103,34 @@ def _fail(exc: ScorerError, code: int) -> None:
     """One clear line on stderr and a non-zero exit; no traceback for a user's mistake or an outage."""
     typer.echo(f"scorer: error: {exc}", err=True)
     raise typer.Exit(code) from exc
+
+
+@app.command(context_settings={"max_content_width": 120})
+@with_settings_flags(ServeSettings)
+def serve(
+    print_settings: Annotated[
+        bool, Opt("--print-settings", help="Print the effective settings as JSON and exit.")
+    ] = False,
+    **flags: Any,
+) -> None:
+    """Serve the model over HTTP: TF Serving REST (/v1) and the Open Inference Protocol (/v2), batched by length on
+    the same engine as the Kafka worker.  Every setting is a flag and an SCORER_<NAME> environment variable."""
+    given = given_flags(ServeSettings, flags)
+    try:
+        settings = ServeSettings(**given)
+    except ValidationError as exc:
+        typer.echo(f"scorer: error: {_one_line(exc)}", err=True)
+        raise typer.Exit(2) from exc
+    if print_settings:
+        typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2, sort_keys=True))
+        return
+    logs.configure(settings.log_level)
+    from .server import serve as run_server
+
+    try:
+        run_server(settings)
+    except (ConfigError, ModelError) as exc:
+        _fail(exc, 2)
 
 
 @app.command()
