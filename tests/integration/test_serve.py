@@ -285,3 +285,42 @@ def test_serve_flags_and_clear_errors(toy_model_dir: Path, tmp_path: Path) -> No
         )
     assert taken.returncode == 2 and f"cannot serve HTTP on 127.0.0.1:{port}" in taken.stderr
     assert "Traceback" not in taken.stderr
+
+
+def test_readme_rest_client_example(server: Server) -> None:
+    """examples/rest_client.py (the README's plain `requests` client) against the running server."""
+    repo = HERE.parent.parent
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "examples" / "rest_client.py"),
+            "--url",
+            server.url,
+            "a wonderful film",
+            "a dull, boring plot",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["protocol"], r["label"]) for r in rows] == [
+        ("tf-serving", "POSITIVE"),
+        ("tf-serving", "NEGATIVE"),
+        ("oip-v2", "POSITIVE"),
+        ("oip-v2", "NEGATIVE"),
+    ]
+
+
+def test_readme_curl_examples(server: Server) -> None:
+    """The README's curl lines, as written (the URL swapped for this test's port)."""
+    readme = (HERE.parent.parent / "README.md").read_text()
+    lines = [ln.strip() for ln in readme.splitlines() if ln.strip().startswith("curl ")]
+    assert len(lines) >= 4
+    for line in lines:
+        command = line.split("  #")[0].replace("http://127.0.0.1:8501", server.url)
+        proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, (command, proc.stderr)
+        assert '"error"' not in proc.stdout, (command, proc.stdout)
