@@ -14,7 +14,8 @@
         ├── UnsupportedContentType   a ``content-type`` header names a format we do not read
         ├── InvalidText              decoded, but nothing we can score
         │   ├── EmptyText            missing, empty, whitespace or control characters only
-        │   └── TextTooLong          larger than ``max_text_bytes``
+        │   ├── TextTooLong          larger than ``max_text_bytes``
+        │   └── PiiDetected          still holds personal data and the policy is ``reject`` (kinds only)
         └── ScoringFailed            the model rejected this one text (found by bisecting a failed batch)
 
 Only ``BadMessage`` subclasses are caught by the main loop and turned into dead-letter records; each carries a
@@ -79,6 +80,16 @@ class EmptyText(InvalidText):
 
 class TextTooLong(InvalidText):
     reason = "text_too_long"
+
+
+class PiiDetected(InvalidText):
+    """Residual personal data under ``pii_policy=reject``; the message names the kinds, never the values."""
+
+    reason = "pii_detected"
+
+    def __init__(self, kinds: str) -> None:
+        super().__init__(f"personal data found: {kinds}")
+        self.kinds = kinds
 
 
 class ScoringFailed(BadMessage):

@@ -60,6 +60,9 @@ class Metrics:
             buckets=(64, 256, 1024, 4096, 16384),
             registry=r,
         )
+        self.pii_findings = Counter(
+            "scorer_pii_findings", "Personal data found in texts, by kind and policy.", ["kind", "policy"], registry=r
+        )
         self.queue_depth = Gauge(
             "scorer_queue_depth",
             "Texts waiting in the engine for a batch.",

@@ -9,10 +9,11 @@ Two protocols, so clients of TF Serving and of KServe/Triton/MLServer switch wit
 
 Every request goes through the guard the Kafka path uses (empty, too long, invalid UTF-8 → 400 naming the input
 index), then into the shared engine (``engine.py``): batched with other requests by length, one inference thread.
-Overload is an answer, not a crash: a full queue → 429 at once, a deadline → 504, a large body → 413.  Texts are
-never logged.  Why FastAPI on uvicorn: a well-kept ASGI stack whose request models give the OpenAPI document
-(``/openapi.json``) that clients and the schemathesis test read, with async handlers that wait on the engine's
-futures without a thread per request.
+Overload is an answer, not a crash: a full queue → 429 at once, a deadline → 504, a large body → 413.  The
+anonymization guard runs as on the Kafka path (``--pii-policy``; ``reject`` → 422 naming the kinds per input
+index).  Texts are never logged.  Why FastAPI on uvicorn: a well-kept ASGI stack whose request models give the
+OpenAPI document (``/openapi.json``) that clients and the schemathesis test read, with async handlers that wait
+on the engine's futures without a thread per request.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from pydantic import BaseModel, Field
 from .decode import TextRecord
 from .engine import Engine, Overloaded, Scored, open_engine
 from .errors import BadMessage, ModelError, ScoringFailed
-from .guard import Guard
+from .guard import Checked, Guard
 from .metrics import Metrics
+from .pii import PiiScanner, apply_policy
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class Service:
         self.metrics = metrics
         self.engine: Engine | None = None
         self.guard = Guard(settings.max_text_bytes, settings.max_sequence_tokens)
+        self.pii = PiiScanner() if settings.pii_policy != "off" else None
         r = metrics.registry
         self.requests = Counter(
             "scorer_http_requests", "HTTP requests by route and status.", ["route", "status"], registry=r
@@ -116,13 +119,25 @@ class Service:
         if len(texts) > self.settings.max_texts_per_request:
             raise ApiError(400, f"{len(texts)} inputs; at most {self.settings.max_texts_per_request} per request")
         checked = []
+        found: list[str] = []
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise ApiError(400, f"input {index}: not a string")
             try:
-                checked.append(self.guard(TextRecord(str(index), text)))
+                ok = self.guard(TextRecord(str(index), text))
             except BadMessage as exc:
                 raise ApiError(400, f"input {index}: {exc.reason}: {exc}") from None
+            if self.pii is not None:
+                policy = self.settings.pii_policy
+                pii = apply_policy(text, policy, self.pii)
+                for kind, count in pii.counts:
+                    self.metrics.pii_findings.labels(kind=kind, policy=policy).inc(count)
+                if pii.rejected:
+                    found.append(f"input {index}: {pii.header}")
+                ok = Checked(TextRecord(ok.record.id, pii.text), ok.tokens)
+            checked.append(ok)
+        if found:
+            raise ApiError(422, "pii_detected: personal data found (kinds per input): " + "; ".join(found))
         if self.engine is None:
             raise ApiError(503, "model not loaded yet")
         try:
@@ -417,6 +432,7 @@ def serve(settings: ServeSettings) -> None:
     require_servable(settings.model_dir, settings.model_version)
     _check_port(settings.host, settings.port)
     app = create_app(settings)
+
     class _Server(uvicorn.Server):
         """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown (the exit status then says 'killed');
         ``scorer serve`` finishes what is in flight and exits 0, like ``scorer worker``."""

@@ -113,6 +113,15 @@ class EngineSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
+    # --- anonymization guard --------------------------------------------------------------------------------
+    pii_policy: Literal["off", "flag", "redact", "reject"] = Field(
+        "flag",
+        description="What to do with texts that still hold personal data (e-mail, phone, card, IBAN, IP, URL "
+        "credentials, national ids): flag = score unchanged, header scorer.pii.kinds; redact = replace the values "
+        "by <KIND> placeholders before scoring; reject = dead-letter (HTTP 422) with the kinds, never the values; "
+        "off = no check (a few microseconds per text saved).",
+    )
+
     @model_validator(mode="after")
     def _check_batching(self) -> EngineSettings:
         if self.token_budget < self.max_sequence_tokens:
@@ -171,6 +180,12 @@ class Settings(EngineSettings):
         "avro",
         description="avro: Avro binary (plain, or Confluent Schema Registry framing, recognised by its magic "
         "byte); json: UTF-8 JSON objects {'id','text'} that plain clients such as kcat can publish.",
+    )
+
+    pii_quarantine_topic: str | None = Field(
+        None,
+        description="With pii_policy=reject: send texts with personal data here instead of the dead-letter topic, "
+        "so access to them can be restricted to one topic.",
     )
 
     # --- delivery -------------------------------------------------------------------------------------------
@@ -240,6 +255,8 @@ class Settings(EngineSettings):
         topics = {self.input_topic, self.output_topic, self.dead_letter_topic}
         if len(topics) != 3:
             raise ValueError("input_topic, output_topic and dead_letter_topic must be three different topics")
+        if self.pii_quarantine_topic in (self.input_topic, self.output_topic):
+            raise ValueError("pii_quarantine_topic must not be the input or the output topic")
         if isinstance(self.processes, int) and self.processes < 1:
             raise ValueError("processes must be 'auto' or at least 1")
         owned = (_OWNED_CONSUMER_KEYS | _OWNED_PRODUCER_KEYS) & set(self.kafka)

@@ -1,6 +1,6 @@
 """The worker: a flat loop over the named stages.
 
-    consume → decode → guard → batch → score → encode → produce → commit
+    consume → decode → guard → pii → batch → score → encode → produce → commit
 
 ``run`` owns the loop; every stage lives in its own module.  Batching and scoring run in the shared engine
 (``engine.py``: one inference thread that owns the model), so this loop polls, decodes and produces while a batch
@@ -28,10 +28,12 @@ from .deadletter import dead_letter_headers
 from .decode import Decoder
 from .encode import CONTENT_TYPE_HEADER, ScoreEncoder
 from .engine import Engine, Result, Scored, open_engine
-from .errors import BadMessage, ConfigError, InfrastructureError
+from .errors import BadMessage, ConfigError, InfrastructureError, PiiDetected
 from .guard import Checked, Guard
 from .metrics import HealthServer, Metrics
 from .model_repo import ModelWatcher, require_servable
+from .pii import HEADER as PII_HEADER
+from .pii import PiiScanner, apply_policy
 from .produce import Publisher
 from .score import Scorer
 from .settings import Settings
@@ -46,6 +48,7 @@ class _InFlight:
     incoming: Incoming
     checked: Checked
     future: Future[Result]
+    pii_kinds: str = ""
 
 
 class Worker:
@@ -56,6 +59,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.decode = Decoder(settings.input_format, settings.schema_dir)
         self.guard = Guard(settings.max_text_bytes, settings.max_sequence_tokens)
+        self.pii = PiiScanner() if settings.pii_policy != "off" else None
         self.tracker = OffsetTracker()
         self.engine: Engine | None = None
         self.watcher: ModelWatcher | None = None
@@ -148,11 +152,24 @@ class Worker:
             content_type = incoming.header(CONTENT_TYPE_HEADER)
             record = self.decode(incoming.value, _header_text(content_type))
             checked = self.guard(record)
+            text, kinds = self._anonymization_guard(record.text)
         except BadMessage as exc:
             self._dead_letter(incoming, exc)
             return
         assert self.engine is not None
-        self.in_flight.append(_InFlight(incoming, checked, self.engine.submit(record.text, checked.tokens)))
+        self.in_flight.append(_InFlight(incoming, checked, self.engine.submit(text, checked.tokens), kinds))
+
+    def _anonymization_guard(self, text: str) -> tuple[str, str]:
+        """The pii stage: (text to score, kinds header); raises ``PiiDetected`` under the reject policy."""
+        if self.pii is None:
+            return text, ""
+        policy = self.settings.pii_policy
+        result = apply_policy(text, policy, self.pii)
+        for kind, count in result.counts:
+            self.metrics.pii_findings.labels(kind=kind, policy=policy).inc(count)
+        if result.rejected:
+            raise PiiDetected(result.header)
+        return result.text, result.header
 
     def _publish_scored(self, wait: bool = False) -> None:
         """Encode and produce every message whose score is ready (all of them with ``wait``)."""
@@ -173,6 +190,8 @@ class Worker:
             assert isinstance(result, Scored)
             record = item.checked.record
             value, headers = self.encode(item.incoming, record.id, result.score, result.version, scored_at_ms)
+            if item.pii_kinds:
+                headers.append((PII_HEADER, item.pii_kinds.encode()))
             produced_ms = record.produced_at_ms or item.incoming.timestamp_ms
             self.publisher.publish(
                 self.settings.output_topic, item.incoming, value, headers, _Ack(self.metrics, produced_ms)
@@ -191,13 +210,12 @@ class Worker:
             },
         )
         counter = self.metrics.dead_lettered.labels(reason=error.reason)
-        self.publisher.publish(
-            self.settings.dead_letter_topic,
-            incoming,
-            incoming.value,
-            dead_letter_headers(incoming, error),
-            counter.inc,
-        )
+        headers = dead_letter_headers(incoming, error)
+        topic = self.settings.dead_letter_topic
+        if isinstance(error, PiiDetected):
+            headers.append((PII_HEADER, error.kinds.encode()))
+            topic = self.settings.pii_quarantine_topic or topic
+        self.publisher.publish(topic, incoming, incoming.value, headers, counter.inc)
 
     # --- rebalance and stop ---------------------------------------------------------------------------------
     def _finish(self, partitions: list[tuple[str, int]] | None) -> None:

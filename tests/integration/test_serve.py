@@ -324,3 +324,20 @@ def test_readme_curl_examples(server: Server) -> None:
         proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, (command, proc.stderr)
         assert '"error"' not in proc.stdout, (command, proc.stdout)
+
+
+def test_pii_reject_answers_422_with_kinds(toy_model_dir: Path, tmp_path: Path) -> None:
+    srv = Server(toy_model_dir, tmp_path / "pii.log", "--pii-policy", "reject")
+    try:
+        r = post(
+            srv,
+            "/v1/models/sentiment:predict",
+            {"instances": ["a great film", "mail me at jane.doe@mailbox.org", "call +44 20 7946 0958 now"]},
+        )
+        assert r.status_code == 422
+        error = r.json()["error"]
+        assert "input 1: EMAIL" in error and "input 2: PHONE" in error and "jane" not in error
+        assert post(srv, "/v1/models/sentiment:predict", {"instances": ["great, see <EMAIL>"]}).status_code == 200
+    finally:
+        assert srv.stop() == 0
+    assert "jane" not in (tmp_path / "pii.log").read_text()

@@ -64,6 +64,8 @@ FLAG_VALUES: dict[str, tuple[list[str], Any]] = {
     "inference_threads": (["--inference-threads", "3"], 3),
     "broker_timeout_s": (["--broker-timeout-s", "4"], 4.0),
     "precision": (["--precision", "bf16"], "bf16"),
+    "pii_policy": (["--pii-policy", "redact"], "redact"),
+    "pii_quarantine_topic": (["--pii-quarantine-topic", "pii-q"], "pii-q"),
     "log_level": (["--log-level", "DEBUG"], "DEBUG"),
 }
 
