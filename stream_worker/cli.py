@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from . import logs
 from .cli_flags import given_flags, with_settings_flags
 from .errors import ConfigError, ModelError, ScorerError
+from .pool import install_stop_handlers
 from .settings import ServeSettings, Settings, parse_kafka_options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Stream anonymized text through a sentiment model.")
@@ -52,15 +52,6 @@ def _one_line(exc: ValidationError) -> str:
     return "invalid settings: " + "; ".join(parts)
 
 
-def _install_stop_handlers(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: object) -> None:
-        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 @app.command(context_settings={"max_content_width": 120})
 @with_settings_flags(Settings)
 def worker(
@@ -81,7 +72,7 @@ def worker(
     logs.configure(settings.log_level)
     log.info("starting worker", extra={"settings": settings.redacted()})
     stop = threading.Event()
-    _install_stop_handlers(stop)
+    install_stop_handlers(stop)
     try:
         if settings.process_count > 1:
             from .pool import WorkerPool
@@ -297,6 +288,7 @@ def bench(
     if quick:
         opts.quick, opts.rounds = True, 1
         opts.short_texts, opts.long_texts, opts.peer_texts, opts.latency_seconds = 128, 8, 24, 3.0
+        opts.http_requests = 128
     path = run_bench(opts)
     typer.echo(f"report: {path}")
 

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 _FAST_S = 30.0
 _FAST_FAILURES = 5
 _BACKOFF_MAX_S = 30.0
-_STOP_GRACE_S = 90.0
+_STOP_GRACE_S = 90.0  # the supervisor SIGKILLs a child still running this long after SIGTERM
 _POOL_DIR_ENV = "STREAM_WORKER_POOL_DIR"
 _SLOT_ENV = "STREAM_WORKER_SLOT"
 EXIT_CONFIG = 2
@@ -229,6 +229,32 @@ class WorkerPool:
         return all(c.proc is not None or c.restart_at is not None for c in self.children)
 
 
+STOP_GRACE_S = 120.0
+
+
+def install_stop_handlers(stop: threading.Event, grace_s: float = STOP_GRACE_S, sigint: bool = True) -> None:
+    """SIGTERM (and SIGINT) set ``stop`` for the graceful stop; if the process is still alive ``grace_s`` later
+    (e.g. a final commit that cannot reach a broker that died meanwhile), it exits with code 3 rather than hang
+    forever: its uncommitted messages are read again by the group, as after a crash."""
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        if not stop.is_set():
+            stop.set()
+            timer = threading.Timer(grace_s, _give_up, args=(grace_s,))
+            timer.daemon = True
+            timer.start()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler if sigint else signal.SIG_IGN)
+
+
+def _give_up(grace_s: float) -> None:
+    log.error("graceful stop did not finish in time; exiting without it", extra={"grace_s": grace_s})
+    logging.shutdown()
+    os._exit(3)
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the supervisor dies (Linux prctl PR_SET_PDEATHSIG)."""
     with contextlib.suppress(Exception):
@@ -247,12 +273,9 @@ def child_main() -> int:
     settings = Settings(**json.loads(sys.stdin.read()))
     logs.configure(settings.log_level)
     stop = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the supervisor decides
+    # Ctrl-C reaches the whole process group: the supervisor decides; SIGTERM (from it, or from the kernel when
+    # the supervisor died) starts the graceful stop, bounded in time.
+    install_stop_handlers(stop, sigint=False)
     ready_file = Path(os.environ[_POOL_DIR_ENV]) / f"ready-{os.environ[_SLOT_ENV]}"
     try:
         Worker(settings, Metrics(ready_file=ready_file)).run(stop)
