@@ -53,6 +53,7 @@ class Options:
     long_texts: int = 96
     peer_texts: int = 128
     latency_seconds: float = 15.0
+    http_requests: int = 1024
 
 
 @dataclass
@@ -396,6 +397,83 @@ def per_message_peer(opts: Options, bootstrap: str, texts: list[str]) -> float:
     return float(result["texts"] / result["seconds"])
 
 
+def closed_loop(url: str, texts: list[str], concurrency: int, requests_total: int) -> tuple[float, float, float]:
+    """``concurrency`` clients, each sending one text per request and waiting for the answer, until
+    ``requests_total`` answers; returns (requests/s, p50 s, p99 s)."""
+    import threading
+
+    import httpx
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(requests_total))
+
+    def client() -> None:
+        with httpx.Client(timeout=120) as http:
+            for i in counter:
+                t0 = time.perf_counter()
+                r = http.post(f"{url}/v1/models/sentiment:predict", json={"instances": [texts[i % len(texts)]]})
+                r.raise_for_status()
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return len(latencies) / elapsed, latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+
+
+class HttpUnderTest:
+    """``scorer serve`` (default settings) or the naive per-request server, started and waited for."""
+
+    def __init__(self, opts: Options, naive: bool) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCORER_")}
+        if naive:
+            command = [
+                sys.executable,
+                "-m",
+                "stream_worker.bench_child",
+                "naive-serve",
+                "--model-dir",
+                str(opts.model_dir),
+                "--port",
+                str(self.port),
+            ]
+        else:
+            command = [
+                str(Path(sys.executable).parent / "scorer"),
+                "serve",
+                "--model-dir",
+                str(opts.model_dir),
+                "--port",
+                str(self.port),
+            ]
+        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("HTTP server under test did not start") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 def _scrape(port: int, name: str) -> float:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
@@ -406,6 +484,19 @@ def _scrape(port: int, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+def pii_cost_us(texts: list[str], policy: str = "flag") -> float:
+    """Mean microseconds per text of the anonymization guard (default policy) on the benchmark's texts."""
+    from .pii import PiiScanner, apply_policy
+
+    scanner = PiiScanner()
+    apply_policy(texts[0], "flag", scanner)  # first call loads lazy data
+    started = time.perf_counter()
+    for _ in range(3):
+        for text in texts:
+            apply_policy(text, policy, scanner)  # type: ignore[arg-type]
+    return (time.perf_counter() - started) / (3 * len(texts)) * 1e6
 
 
 def run_bench(opts: Options) -> Path:
@@ -429,14 +520,14 @@ def run_bench(opts: Options) -> Path:
         (f"scorer worker --processes {cores} (auto), bf16 where native", ["--processes", "auto"]),
     ]
     runs: dict[tuple[str, str], Run] = {}
-    extra: dict[str, Any] = {"cold_start_s": {}, "rss_mb": {}, "max_batch_s": {}, "gemm": [], "latency": {}}
+    extra: dict[str, Any] = {"cold_start_s": {}, "rss_mb": {}, "max_batch_s": {}, "gemm": [], "latency": {}, "http": {}}
 
     def record(variant: str, mix: str, texts_per_s: float) -> None:
         run = runs.setdefault((variant, mix), Run(variant, mix))
         run.texts_per_s.append(texts_per_s)
         run.tokens_per_s.append(texts_per_s * tokens[mix] / len(mixes[mix]))
 
-    total = opts.rounds * (len(model_variants) * len(mixes) + len(e2e_variants) + 1) + 2 + 3
+    total = opts.rounds * (len(model_variants) * len(mixes) + len(e2e_variants) + 1) + 2 + 3 + 2
     log_dir = Path(tempfile.mkdtemp(prefix="scorer-bench-"))
     broker: Any = TansuBroker() if opts.bootstrap_servers is None else _External(opts.bootstrap_servers)
     with broker, Progress(console=console) as progress:
@@ -468,6 +559,16 @@ def run_bench(opts: Options) -> Path:
                 step(f"round {round_no + 1}: {name}")
             record(PEER, "short", per_message_peer(opts, bootstrap, mixes["short"][: opts.peer_texts]))
             step(f"round {round_no + 1}: per-message peer")
+        for naive in (False, True):
+            name = NAIVE if naive else SERVE
+            http = HttpUnderTest(opts, naive)
+            try:
+                for concurrency in (1, 8, 64):
+                    count = max(concurrency * 4, opts.http_requests // (4 if concurrency == 1 else 1))
+                    extra["http"][(name, concurrency)] = closed_loop(http.url, mixes["short"], concurrency, count)
+            finally:
+                http.stop()
+            step(f"{name}: closed-loop clients 1/8/64")
         capacity = runs[(DEFAULT, "short")].median()
         worker = WorkerUnderTest(opts, bootstrap, [], log_dir)
         try:
@@ -479,6 +580,7 @@ def run_bench(opts: Options) -> Path:
             worker.stop()
         extra["gemm"].append(_gemm(cores))
         step("GEMM ceilings again")
+        extra["pii_us"] = {mix: pii_cost_us(texts) for mix, texts in mixes.items()}
     settings = _settings(opts.model_dir)
     return write_report(opts, info, runs, extra, tokens, {m: len(t) for m, t in mixes.items()}, settings)
 
@@ -486,6 +588,8 @@ def run_bench(opts: Options) -> Path:
 BASELINE = "scorer worker x1 fp32 (baseline)"
 DEFAULT = "scorer worker, default settings"
 PEER = "per-message scorer (poll one, score one, produce one)"
+SERVE = "scorer serve (default settings)"
+NAIVE = "naive HTTP server (one model call per request)"
 
 
 def _gemm(threads: int) -> dict[str, float]:

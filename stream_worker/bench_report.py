@@ -88,6 +88,16 @@ def write_report(
     ]
     for fraction, (rate, p50, p99) in sorted(extra["latency"].items()):
         lines.append(f"| {fraction:.0%} of capacity | {rate:.0f} | {p50:.3f} | {p99:.3f} |")
+    if extra.get("http"):
+        lines += [
+            "",
+            "## HTTP: closed-loop clients, one short text per request",
+            "",
+            "| server | clients | requests/s | p50 (s) | p99 (s) |",
+            "|---|---|---|---|---|",
+        ]
+        for (server, clients), (rps, p50, p99) in sorted(extra["http"].items()):
+            lines.append(f"| {server} | {clients} | {rps:.1f} | {p50:.3f} | {p99:.3f} |")
     lines += [
         "",
         "## Resources",
@@ -129,6 +139,16 @@ def write_report(
             bool(tps(PEER, "short")) and tps(DEFAULT, "short") >= 5 * tps(PEER, "short"),
         ),
         (f"p99 at 50% load ≤ max_wait + 2 x max batch = {bound:.3f} s", f"{p99_half:.3f} s", p99_half <= bound),
+        *_http_targets(extra, tps(DEFAULT, "short")),
+        *[
+            (
+                f"anonymization guard (flag) ≤ 5% of end-to-end time per text ({m})",
+                f"{extra['pii_us'][m]:.1f} µs = {100 * extra['pii_us'][m] * 1e-6 * tps(DEFAULT, m):.2f}%",
+                bool(tps(DEFAULT, m)) and extra["pii_us"][m] * 1e-6 * tps(DEFAULT, m) <= 0.05,
+            )
+            for m in mixes
+            if "pii_us" in extra
+        ],
         ("worker RSS ≤ 1.5 GiB per process", f"{rss_max:.0f} MiB", 0 < rss_max <= 1536),
         ("cold start to ready ≤ 10 s", f"{cold_max:.1f} s", 0 < cold_max <= 10),
     ]
@@ -140,6 +160,23 @@ def write_report(
     path = opts.output_dir / f"{stem}.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _http_targets(extra: dict[str, Any], kafka_short: float) -> list[tuple[str, str, bool]]:
+    from .bench import NAIVE, SERVE
+
+    http = extra.get("http", {})
+    serve, naive = http.get((SERVE, 64)), http.get((NAIVE, 64))
+    if not serve or not naive:
+        return []
+    return [
+        ("scorer serve at 64 clients ≥ 3x the naive server", f"{serve[0] / naive[0]:.2f}x", serve[0] >= 3 * naive[0]),
+        (
+            "scorer serve at 64 clients ≥ 0.85x the Kafka worker (short)",
+            f"{serve[0] / kafka_short:.2f}x" if kafka_short else "-",
+            bool(kafka_short) and serve[0] >= 0.85 * kafka_short,
+        ),
+    ]
 
 
 def _plots(out: Path, stem: str, variants: list[str], mixes: list[str], tps: Any, extra: dict[str, Any]) -> list[Path]:
