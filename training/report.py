@@ -61,12 +61,12 @@ def _binary_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
     return out
 
 
-def _plots(labels: np.ndarray, scores: np.ndarray, out_dir: pathlib.Path, tag: str) -> tuple[str, str]:
+def _plots(labels: np.ndarray, scores: np.ndarray, out_dir: pathlib.Path, tag: str) -> str:
+    """Confusion matrix PNG (calibration: see reliability_plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.calibration import calibration_curve
     from sklearn.metrics import confusion_matrix
 
     pred = (scores >= 0.5).astype(int)
@@ -84,20 +84,7 @@ def _plots(labels: np.ndarray, scores: np.ndarray, out_dir: pathlib.Path, tag: s
     cm_name = f"confusion_matrix_{tag}.png"
     fig.savefig(out_dir / cm_name, dpi=100)
     plt.close(fig)
-
-    frac_pos, mean_pred = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
-    fig, ax = plt.subplots(figsize=(3.8, 3.4))
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
-    ax.plot(mean_pred, frac_pos, "o-", label="model")
-    ax.set_xlabel("mean predicted P(POSITIVE)")
-    ax.set_ylabel("fraction POSITIVE")
-    ax.set_title(f"Calibration ({tag}, 10 quantile bins)")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    cal_name = f"calibration_{tag}.png"
-    fig.savefig(out_dir / cal_name, dpi=100)
-    plt.close(fig)
-    return cm_name, cal_name
+    return cm_name
 
 
 def tfidf_baseline(train: tuple[list[str], np.ndarray], evals: tuple[list[str], np.ndarray],
@@ -369,7 +356,7 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
             "ece_test_docs_uncalibrated": ece(raw[is_doc], test_labels[is_doc], 10),
             "ece_test_all_uncalibrated": ece(raw, test_labels, 10),
             "ece_ood": ece(ood_scores, ood_labels, 10)}
-        images.append(_plots(test_labels[~is_doc], test_scores[~is_doc], out, "test")[0])
+        images.append(_plots(test_labels[~is_doc], test_scores[~is_doc], out, "test"))
         images.append(reliability_plot({"RT test texts": (test_labels[~is_doc], test_scores[~is_doc]),
                                         "long-document test": (test_labels[is_doc], test_scores[is_doc]),
                                         "all test": (test_labels, test_scores)}, out, "reliability_test.png"))
