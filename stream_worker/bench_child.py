@@ -131,6 +131,42 @@ def per_message(model_dir: Path, bootstrap: str, in_topic: str, out_topic: str, 
     return {"texts": done, "seconds": time.perf_counter() - (started or time.perf_counter())}
 
 
+def naive_serve(model_dir: Path, port: int) -> None:
+    """The design we compare ``scorer serve`` with: a threaded HTTP server that calls the model once per request
+    (no batching across requests), answering TF Serving's predict format."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from .score import Scorer, configure_precision
+
+    configure_precision("fp32")
+    scorer = Scorer.load(model_dir)
+    scorer(["warm up"])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            scores = scorer(list(body["instances"]))
+            out = json.dumps({"predictions": [{"score": float(s)} for s in scores]}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    print("ready", file=sys.stderr, flush=True)
+    server.serve_forever()
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory (VmHWM) of a process in MiB, 0 when unknown."""
     try:
@@ -144,7 +180,8 @@ def peak_rss_mb(pid: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["gemm", "model", "per-message"])
+    parser.add_argument("mode", choices=["gemm", "model", "per-message", "naive-serve"])
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--texts", type=Path)
     parser.add_argument("--precision", default="fp32")
@@ -159,6 +196,8 @@ def main() -> int:
         _emit(gemm(args.threads))
     elif args.mode == "model":
         _emit(model(args.model_dir, args.texts, args.precision, args.threads, json.loads(args.config)))
+    elif args.mode == "naive-serve":
+        naive_serve(args.model_dir, args.port)
     else:
         _emit(per_message(args.model_dir, args.bootstrap, args.input_topic, args.output_topic, args.count))
     return 0

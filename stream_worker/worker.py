@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -91,8 +92,11 @@ class Worker:
             self.metrics.ready = True
             log.info("worker ready", extra={"group_id": s.group_id, "input_topic": s.input_topic})
             while not stop.is_set():
-                for incoming in consume.poll(self.consumer, self._room(), self._poll_timeout()):
-                    self._admit(incoming)
+                if self._room():
+                    for incoming in consume.poll(self.consumer, self._room(), self._poll_timeout()):
+                        self._admit(incoming)
+                else:  # back-pressure: the engine has all it can use; wait for the oldest score, read nothing
+                    futures.wait([self.in_flight[0].future], timeout=0.05)
                 self._publish_scored()
                 self.publisher.poll(0)
                 self.committer.maybe_commit()
