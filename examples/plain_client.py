@@ -54,8 +54,16 @@ def main() -> None:
             score = fastavro.schemaless_reader(io.BytesIO(msg.value()), SENTIMENT_SCORE, None)
             if score["id"] in wanted:
                 wanted.discard(score["id"])
-                print(json.dumps({"id": score["id"], "label": score["label"], "score": round(score["score"], 4),
-                                  "model_version": score["model_version"]}))
+                print(
+                    json.dumps(
+                        {
+                            "id": score["id"],
+                            "label": score["label"],
+                            "score": round(score["score"], 4),
+                            "model_version": score["model_version"],
+                        }
+                    )
+                )
     finally:
         consumer.close()
     if wanted:

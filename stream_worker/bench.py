@@ -517,7 +517,7 @@ def run_bench(opts: Options) -> Path:
     e2e_variants = [
         (BASELINE, ["--processes", "1", "--precision", "fp32"]),
         (DEFAULT, []),
-        (f"scorer worker --processes {cores} (auto), bf16 where native", ["--processes", "auto"]),
+        ("scorer worker --processes 1, precision auto", ["--processes", "1"]),
     ]
     runs: dict[tuple[str, str], Run] = {}
     extra: dict[str, Any] = {"cold_start_s": {}, "rss_mb": {}, "max_batch_s": {}, "gemm": [], "latency": {}, "http": {}}

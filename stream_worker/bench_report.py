@@ -14,6 +14,13 @@ if TYPE_CHECKING:
 MFLOP_PER_TOKEN = 21.0
 
 
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _fmt(x: float, digits: int = 0) -> str:
     return "-" if x != x or x == 0 else f"{x:,.{digits}f}"  # NaN or 0 → dash
 
@@ -43,7 +50,7 @@ def write_report(
         f"# Throughput benchmark — {info['date']}, commit {info['commit']}{' (quick)' if opts.quick else ''}",
         "",
         f"Machine: **{info['cpu']}**, {info['cores']} cores; flags: `{info['flags']}`.",
-        f"Command: `scorer bench --model-dir {opts.model_dir}{' --quick' if opts.quick else ''} "
+        f"Command: `scorer bench --model-dir {_relative(opts.model_dir)}{' --quick' if opts.quick else ''} "
         f"--rounds {opts.rounds}` (every variant in each round, interleaved; medians of {opts.rounds} rounds).",
         "",
         "Texts: "

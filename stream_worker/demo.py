@@ -14,7 +14,6 @@ import bz2
 import csv
 import importlib.util
 import io
-import os
 import random
 import subprocess
 import sys

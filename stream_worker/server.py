@@ -41,7 +41,6 @@ from .settings import ServeSettings
 log = logging.getLogger(__name__)
 
 
-
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -156,7 +156,8 @@ class WorkerProcess:
     """``scorer worker`` as a real OS process (so a test can SIGKILL it)."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+        # One process per WorkerProcess (no pool supervisor): tests kill and restart exactly that process.
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "SCORER_PROCESSES": "1", **env}
         self.log_path = log_path
         self.port = int(env["SCORER_METRICS_PORT"])
         self.proc: subprocess.Popen[bytes] | None = None
@@ -216,3 +217,67 @@ def metric_value(text: str, name: str, labels: str = "") -> float:
         if sample == wanted:
             return float(value)
     return 0.0
+
+
+# --- the console script, as a user runs it ------------------------------------------------------------------------
+SCORER = str(Path(sys.executable).parent / "scorer")
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """This environment without any SCORER_* variable (a test states its settings), plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("SCORER_")}, **extra}
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_worker_cli(
+    bootstrap: str, topics: tuple[str, str, str], model_dir: Path, log: Path, *flags: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``scorer worker`` on (input, output, dead-letter) topics with its own metrics port; waits for /readyz.
+    One process unless ``flags`` say ``--processes``."""
+    in_topic, out_topic, dlq_topic = topics
+    if "--processes" not in flags:
+        flags = ("--processes", "1", *flags)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            SCORER,
+            "worker",
+            "--bootstrap-servers",
+            bootstrap,
+            "--input-topic",
+            in_topic,
+            "--output-topic",
+            out_topic,
+            "--dead-letter-topic",
+            dlq_topic,
+            "--group-id",
+            f"g-{in_topic}",
+            "--model-dir",
+            str(model_dir),
+            "--metrics-port",
+            str(port),
+            "--session-timeout-ms",
+            "6000",
+            *flags,
+        ],
+        env=user_env(),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_for(lambda: http_status(port, "/readyz") == 200 or proc.poll() is not None, 180, "worker ready")
+    assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+    return proc, port
+
+
+def _free_port() -> int:
+    from stream_worker.broker import free_port
+
+    return free_port()

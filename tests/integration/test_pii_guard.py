@@ -7,18 +7,14 @@ carries ``scorer.pii.kinds``, and no part of the value appears in any output rec
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stream_worker.broker import free_port
-from tests.harness import avro_messages, http_get, metric_value, produce, read_topic
+from tests.harness import avro_messages, http_get, metric_value, produce, read_topic, start_worker_cli
 
 pytestmark = pytest.mark.integration
 
@@ -34,39 +30,10 @@ TEXTS = {
 
 
 def run_worker(broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path, log: Path, *flags: str) -> Any:
-    topics = {name: topic_factory(broker) for name in ("in", "out", "dlq", "quarantine")}
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORER_")}
-    proc = subprocess.Popen(
-        [
-            SCORER,
-            "worker",
-            "--bootstrap-servers",
-            broker.bootstrap_servers,
-            "--input-topic",
-            topics["in"],
-            "--output-topic",
-            topics["out"],
-            "--dead-letter-topic",
-            topics["dlq"],
-            "--group-id",
-            f"g-{topics['in']}",
-            "--model-dir",
-            str(toy_model_dir),
-            "--metrics-port",
-            str(port),
-            "--session-timeout-ms",
-            "6000",
-            *flags,
-        ],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
+    topics = {name: topic_factory(broker) for name in ("in", "out", "dlq")}
+    proc, port = start_worker_cli(
+        broker.bootstrap_servers, (topics["in"], topics["out"], topics["dlq"]), toy_model_dir, log, *flags
     )
-    deadline = time.monotonic() + 120
-    while http_get(port, "/readyz")[0] != 200:
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
     return proc, topics, port
 
 

@@ -23,8 +23,7 @@ import fastavro
 import pytest
 
 from stream_worker.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, load_schema
-from stream_worker.broker import free_port
-from tests.harness import Record, http_get, metric_value, read_topic
+from tests.harness import Record, http_get, metric_value, read_topic, start_worker_cli, wait_for
 from tests.toy_model import NEGATIVE, POSITIVE
 
 pytestmark = pytest.mark.integration
@@ -62,60 +61,28 @@ def children_of(pid: int) -> list[int]:
     return [int(x) for x in raw]
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_worker_pool_produce_tail(
     broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path, tmp_path: Path
 ) -> None:
     bootstrap = broker.bootstrap_servers
     in_topic = topic_factory(broker, partitions=4)
     out_topic, dlq_topic = topic_factory(broker, partitions=2), topic_factory(broker)
-    port = free_port()
     log_path = tmp_path / "pool.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORER_")}
-    pool = subprocess.Popen(
-        [
-            SCORER,
-            "worker",
-            "--processes",
-            "2",
-            "--bootstrap-servers",
-            bootstrap,
-            "--input-topic",
-            in_topic,
-            "--output-topic",
-            out_topic,
-            "--dead-letter-topic",
-            dlq_topic,
-            "--group-id",
-            f"g-{in_topic}",
-            "--model-dir",
-            str(toy_model_dir),
-            "--metrics-port",
-            str(port),
-            "--session-timeout-ms",
-            "6000",
-            "--commit-interval-ms",
-            "2000",
-        ],
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
+    pool, port = start_worker_cli(
+        bootstrap,
+        (in_topic, out_topic, dlq_topic),
+        toy_model_dir,
+        log_path,
+        "--processes",
+        "2",
+        "--commit-interval-ms",
+        "2000",
     )
 
     def log_tail() -> str:
         return "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
 
     try:
-        wait_for(lambda: http_get(port, "/readyz")[0] == 200 or pool.poll() is not None, 180, "pool ready")
-        assert pool.poll() is None, log_tail()
         assert len(children_of(pool.pid)) == 2
 
         # Wave 1 through `scorer produce`; both processes share the work; counters match the topic exactly.

@@ -9,9 +9,7 @@ the versions never go back and never include 9.
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -23,8 +21,7 @@ import fastavro
 import pytest
 
 from stream_worker.avro import OUTPUT_SCHEMA, load_schema
-from stream_worker.broker import free_port
-from tests.harness import avro_messages, http_get, metric_value, produce, read_topic
+from tests.harness import avro_messages, http_get, metric_value, produce, read_topic, start_worker_cli, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +40,6 @@ def slow_copy(src: Path, dst: Path) -> None:
             time.sleep(0.3)
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_new_version_is_served_without_restart_and_a_broken_one_is_refused(
     broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -59,37 +47,16 @@ def test_new_version_is_served_without_restart_and_a_broken_one_is_refused(
     shutil.copytree(toy_model_dir / "7", repo / "7")
     bootstrap = broker.bootstrap_servers
     in_topic, out_topic, dlq_topic = topic_factory(broker), topic_factory(broker), topic_factory(broker)
-    port = free_port()
     log_path = tmp_path / "worker.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORER_")}
-    worker = subprocess.Popen(
-        [
-            SCORER,
-            "worker",
-            "--bootstrap-servers",
-            bootstrap,
-            "--input-topic",
-            in_topic,
-            "--output-topic",
-            out_topic,
-            "--dead-letter-topic",
-            dlq_topic,
-            "--group-id",
-            f"g-{in_topic}",
-            "--model-dir",
-            str(repo),
-            "--metrics-port",
-            str(port),
-            "--session-timeout-ms",
-            "6000",
-            "--model-poll-interval-s",
-            "0.5",
-            "--model-settle-s",
-            "1",
-        ],
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
+    worker, port = start_worker_cli(
+        bootstrap,
+        (in_topic, out_topic, dlq_topic),
+        repo,
+        log_path,
+        "--model-poll-interval-s",
+        "0.5",
+        "--model-settle-s",
+        "1",
     )
     stop = threading.Event()
     sent: list[int] = []
@@ -107,8 +74,6 @@ def test_new_version_is_served_without_restart_and_a_broken_one_is_refused(
 
     streamer = threading.Thread(target=stream, daemon=True)
     try:
-        wait_for(lambda: http_get(port, "/readyz")[0] == 200 or worker.poll() is not None, 120, "worker ready")
-        assert worker.poll() is None, log_path.read_text()[-3000:]
         streamer.start()
         read_topic(bootstrap, out_topic, lambda r: len(r) >= 100, 60)
 

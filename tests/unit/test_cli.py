@@ -60,7 +60,7 @@ FLAG_VALUES: dict[str, tuple[list[str], Any]] = {
     "kafka_properties_file": (["--kafka-properties-file", "/etc/client.properties"], "/etc/client.properties"),
     "metrics_host": (["--metrics-host", "0.0.0.0"], "0.0.0.0"),
     "metrics_port": (["--metrics-port", "19999"], 19999),
-    "processes": (["--processes", "auto"], "auto"),
+    "processes": (["--processes", "3"], 3),
     "inference_threads": (["--inference-threads", "3"], 3),
     "broker_timeout_s": (["--broker-timeout-s", "4"], 4.0),
     "precision": (["--precision", "bf16"], "bf16"),
