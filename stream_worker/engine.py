@@ -31,7 +31,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 from .batch import Batcher
-from .errors import ScorerError, ScoringFailed
+from .errors import ModelError, ScorerError, ScoringFailed
 from .metrics import Metrics
 from .model_repo import ModelRepository, ModelWatcher, Version, initial_model
 from .score import Scorer, configure_precision, configure_threads, score_or_isolate
@@ -198,12 +198,11 @@ def open_engine(
         scorer.last_warmup_s = scorer.warm_up(settings.max_batch_size, scorer.shape(settings.max_sequence_tokens)[0])
         return scorer
 
-    def refused(version: Version, reason: str) -> None:
-        kind = "warmup" if "warm-up" in reason else "contract" if "serving_default" in reason else "load"
-        metrics.model_load_failures.labels(reason=kind).inc()
+    def refused(version: Version, error: ModelError) -> None:
+        metrics.model_load_failures.labels(reason=error.reason).inc()
         log.error(
             "model version refused; serving on with the current one",
-            extra={"model_version": version.number, "reason": reason},
+            extra={"model_version": version.number, "reason": str(error)},
         )
 
     def swapped(old: Scorer, new: Scorer) -> None:

@@ -4,7 +4,9 @@
 
     ScorerError                      base of everything below
     ├── ConfigError                  bad settings / missing schema / bad properties file   (raise at start)
-    ├── ModelError                   no model version, wrong signature, warm-up failed      (raise at start)
+    ├── ModelError                   no model version, unloadable files                     (raise at start)
+    │   ├── ModelContractError       serving_default is not the contract
+    │   └── WarmupFailed             the warm-up batch failed
     ├── InfrastructureError          broker or producer failure: the worker stops, offsets stay uncommitted
     │   └── DeliveryError            a produced record was not acknowledged by the broker
     └── BadMessage                   the message itself is bad: data, not a crash → dead-letter topic
@@ -35,7 +37,21 @@ class ConfigError(ScorerError):
 
 
 class ModelError(ScorerError):
-    """The model repository or the SavedModel does not honour the model contract."""
+    """The model repository or a SavedModel cannot be used; ``reason`` labels refused rollouts in metrics."""
+
+    reason = "load"
+
+
+class ModelContractError(ModelError):
+    """The SavedModel loads but its ``serving_default`` is not the contract (one 1-D string input, a score)."""
+
+    reason = "contract"
+
+
+class WarmupFailed(ModelError):
+    """The maximum-size warm-up batch failed or gave scores outside [0, 1]."""
+
+    reason = "warmup"
 
 
 class InfrastructureError(ScorerError):

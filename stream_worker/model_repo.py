@@ -182,7 +182,7 @@ class ModelWatcher:
         load: Loader,
         serving: int,
         poll_interval_s: float,
-        on_refused: Callable[[Version, str], None],
+        on_refused: Callable[[Version, ModelError], None],
     ) -> None:
         self._repo = repo
         self._load = load
@@ -232,7 +232,7 @@ class ModelWatcher:
                 scorer = self._load(version)
             except ModelError as exc:
                 self._refused[version.number] = fp
-                self._on_refused(version, str(exc))
+                self._on_refused(version, exc)
                 continue
             with self._lock:
                 self._ready = (version.number, scorer)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ModelError, ScoringFailed
+from .errors import ModelContractError, ModelError, ScoringFailed, WarmupFailed
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +139,13 @@ class Scorer:
             raise ModelError(f"cannot load serving_default of version {version} ({type(exc).__name__})") from exc
         inputs = fn.structured_input_signature[1]
         if len(inputs) != 1:
-            raise ModelError(f"serving_default must take exactly one input, takes {sorted(inputs)}")
+            raise ModelContractError(f"serving_default must take exactly one input, takes {sorted(inputs)}")
         ((name, spec),) = inputs.items()
         if spec.dtype != tf.string or spec.shape.rank != 1:
-            raise ModelError(f"serving_default input {name!r} must be a 1-D tf.string tensor, is {spec}")
+            raise ModelContractError(f"serving_default input {name!r} must be a 1-D tf.string tensor, is {spec}")
         if _SCORE_KEY not in fn.structured_outputs:
-            raise ModelError(f"serving_default must return {_SCORE_KEY!r}, returns {sorted(fn.structured_outputs)}")
+            outputs = sorted(fn.structured_outputs)
+            raise ModelContractError(f"serving_default must return {_SCORE_KEY!r}, returns {outputs}")
         scorer = cls(version=str(version), path=path, _fn=fn, _input_name=name, window=read_window(path))
         scorer._keep = model  # type: ignore[attr-defined]  # the signature needs its model alive
         log.info("model loaded", extra={"model_version": scorer.version, "model_path": str(path)})
@@ -169,10 +170,10 @@ class Scorer:
             started = time.perf_counter()
             scores = self([text] * batch_size)
         except tf.errors.OpError as exc:
-            raise ModelError(f"warm-up of version {self.version} failed ({type(exc).__name__})") from exc
+            raise WarmupFailed(f"warm-up of version {self.version} failed ({type(exc).__name__})") from exc
         seconds = time.perf_counter() - started
         if not np.all(np.isfinite(scores)) or np.any((scores < 0) | (scores > 1)):
-            raise ModelError("warm-up scores are not probabilities in [0, 1]")
+            raise WarmupFailed("warm-up scores are not probabilities in [0, 1]")
         return seconds
 
 

@@ -121,6 +121,8 @@ def test_new_version_is_served_without_restart_and_a_broken_one_is_refused(
         assert metric_value(metrics, "scorer_model_info", 'version="8"') == 1
         assert metric_value(metrics, "scorer_model_info", 'version="7"') == 0
         assert metric_value(metrics, "scorer_model_swaps_total") == 1
+        # a corrupt saved_model.pb is a load failure, not a broken contract (the reason comes from the error type)
+        assert metric_value(metrics, "scorer_model_load_failures_total", 'reason="load"') == 1
         log = log_path.read_text()
         assert "model version refused" in log and "Traceback" not in log
         assert "great film" not in log and "awful waste" not in log

@@ -98,7 +98,7 @@ def test_watcher_swaps_refuses_and_falls_back(tmp_path: Path) -> None:
         return f"model-{v.number}"
 
     watcher = ModelWatcher(
-        repo, load, serving=1, poll_interval_s=0, on_refused=lambda v, r: refused.append((v.number, r))
+        repo, load, serving=1, poll_interval_s=0, on_refused=lambda v, r: refused.append((v.number, str(r)))
     )
     watcher.check_once()
     assert watcher.take() is None  # nothing new
