@@ -22,23 +22,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from stream_worker.batch import Batcher
-from stream_worker.decode import TextRecord
+from stream_worker.bench_child import plan_batches
 from stream_worker.demo import load_reviews
-from stream_worker.guard import Checked, Guard
+from stream_worker.guard import Guard
 from stream_worker.score import Scorer
 
 
 def plan(texts: list[str], batch: int, budget: int, window: int, max_tokens: int) -> list[list[str]]:
     """The batches the worker's own guard and batcher cut from a backlog of ``texts`` (full windows)."""
-    guard = Guard(1 << 20, max_tokens)
-    batcher: Batcher[Checked] = Batcher(batch, max_wait_ms=0, token_budget=budget, sort_window=window)
-    batches: list[list[str]] = []
-    for i, text in enumerate(texts):
-        batcher.add(guard(TextRecord(str(i), text)))
-        if len(batcher) >= batcher.window or i == len(texts) - 1:
-            batches += [[c.record.text for c in b] for b in batcher.drain()]
-    return batches
+    return plan_batches(texts, Guard(1 << 20, max_tokens), batch, budget, window)
 
 
 def main() -> None:

@@ -52,10 +52,6 @@ class Batcher(Generic[T]):
             self._oldest = self._clock()
         self._pool.append(item)
 
-    def room(self) -> int:
-        """How many more items the pool takes before it is full."""
-        return max(1, self.window - len(self._pool))
-
     def seconds_until_due(self) -> float:
         """How long a caller may wait before the oldest waiting item is due."""
         if not self._pool:

@@ -23,6 +23,10 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .batch import Batcher
+from .decode import TextRecord
+from .guard import Checked, Guard
+
 
 def _emit(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
@@ -49,10 +53,20 @@ def gemm(threads: int) -> dict[str, Any]:
     return out
 
 
+def plan_batches(
+    texts: list[str], guard: Guard, max_batch_size: int, token_budget: int, sort_window: int
+) -> list[list[str]]:
+    """The batches the worker's own guard and batcher cut from a backlog of ``texts`` (full sort windows)."""
+    batcher: Batcher[Checked] = Batcher(max_batch_size, 0, token_budget, sort_window)
+    batches: list[list[str]] = []
+    for i, text in enumerate(texts):
+        batcher.add(guard(TextRecord(str(i), text)))
+        if len(batcher) >= batcher.window or i == len(texts) - 1:
+            batches += [[c.record.text for c in b] for b in batcher.drain()]
+    return batches
+
+
 def model(model_dir: Path, texts_file: Path, precision: str, threads: int, cfg: dict[str, int]) -> dict[str, Any]:
-    from .batch import Batcher
-    from .decode import TextRecord
-    from .guard import Checked, Guard
     from .score import Scorer, configure_precision, configure_threads
 
     configure_threads(threads)
@@ -61,12 +75,7 @@ def model(model_dir: Path, texts_file: Path, precision: str, threads: int, cfg: 
     started = time.perf_counter()
     scorer = Scorer.load(model_dir)
     guard = Guard(1 << 20, *scorer.shape(cfg["max_sequence_tokens"]))
-    batcher: Batcher[Checked] = Batcher(cfg["max_batch_size"], 0, cfg["token_budget"], cfg["sort_window"])
-    batches: list[list[str]] = []
-    for i, text in enumerate(texts):
-        batcher.add(guard(TextRecord(str(i), text)))
-        if len(batcher) >= batcher.window or i == len(texts) - 1:
-            batches += [[c.record.text for c in b] for b in batcher.drain()]
+    batches = plan_batches(texts, guard, cfg["max_batch_size"], cfg["token_budget"], cfg["sort_window"])
     for batch in batches[:2]:  # warm up the shapes
         scorer(batch)
     scorer.warm_up(cfg["max_batch_size"], scorer.shape(cfg["max_sequence_tokens"])[0])

@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -20,24 +20,30 @@ from . import logs
 from .cli_flags import given_flags, with_settings_flags
 from .errors import ConfigError, ModelError, ScorerError
 from .pool import install_stop_handlers
-from .settings import ServeSettings, Settings, parse_kafka_options
+from .settings import EngineSettings, ServeSettings, Settings, parse_kafka_options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Stream anonymized text through a sentiment model.")
 log = logging.getLogger("stream_worker")
 
 Opt = typer.Option
+SettingsT = TypeVar("SettingsT", bound=EngineSettings)
 
 
 def build_settings(**flags: Any) -> Settings:
-    """Settings from flags (those given) over ``SCORER_*`` environment variables over defaults."""
-    given = given_flags(Settings, flags)
+    """Worker settings from flags (those given) over ``SCORER_*`` environment variables over defaults."""
+    return _settings(Settings, flags)
+
+
+def _settings(model: type[SettingsT], flags: dict[str, Any]) -> SettingsT:
+    """``model`` from the flags that were given over ``SCORER_*`` environment variables over defaults."""
+    given = given_flags(model, flags)
     if "kafka" in given:
         if given["kafka"]:
             given["kafka"] = parse_kafka_options(given["kafka"])
         else:
             del given["kafka"]
     try:
-        return Settings(**given)
+        return model(**given)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from exc
 
@@ -106,12 +112,7 @@ def serve(
 ) -> None:
     """Serve the model over HTTP: TF Serving REST (/v1) and the Open Inference Protocol (/v2), batched by length on
     the same engine as the Kafka worker.  Every setting is a flag and an SCORER_<NAME> environment variable."""
-    given = given_flags(ServeSettings, flags)
-    try:
-        settings = ServeSettings(**given)
-    except ValidationError as exc:
-        typer.echo(f"scorer: error: {_one_line(exc)}", err=True)
-        raise typer.Exit(2) from exc
+    settings = _or_exit(lambda: _settings(ServeSettings, flags))
     if print_settings:
         typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2, sort_keys=True))
         return

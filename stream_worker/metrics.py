@@ -132,6 +132,11 @@ class Metrics:
                 self.model_info.remove(previous)
         self.model_info.labels(version=version).set(1)
 
+    def count_pii(self, policy: str, counts: tuple[tuple[str, int], ...]) -> None:
+        """Findings of the anonymization guard, by kind (the kinds only: never values)."""
+        for kind, count in counts:
+            self.pii_findings.labels(kind=kind, policy=policy).inc(count)
+
     def tick(self) -> None:
         self.last_tick = time.monotonic()
 

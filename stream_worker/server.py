@@ -96,8 +96,7 @@ class Service:
             if self.pii is not None:
                 policy = self.settings.pii_policy
                 pii = apply_policy(text, policy, self.pii)
-                for kind, count in pii.counts:
-                    self.metrics.pii_findings.labels(kind=kind, policy=policy).inc(count)
+                self.metrics.count_pii(policy, pii.counts)
                 if pii.rejected:
                     found.append(f"input {index}: {pii.header}")
                 ok = Checked(TextRecord(ok.record.id, pii.text), ok.tokens)

@@ -169,8 +169,7 @@ class Worker:
             return text, ""
         policy = self.settings.pii_policy
         result = apply_policy(text, policy, self.pii)
-        for kind, count in result.counts:
-            self.metrics.pii_findings.labels(kind=kind, policy=policy).inc(count)
+        self.metrics.count_pii(policy, result.counts)
         if result.rejected:
             raise PiiDetected(result.header)
         return result.text, result.header
