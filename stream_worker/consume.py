@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from . import client_log
 from .errors import InfrastructureError
 from .settings import Settings
 
@@ -74,7 +75,9 @@ def open_consumer(
 
     def stats(raw: str) -> None:
         try:
-            for topic, tdata in json.loads(raw).get("topics", {}).items():
+            data = json.loads(raw)
+            client_log.HEALTH.statistics(data)
+            for topic, tdata in data.get("topics", {}).items():
                 for part, pdata in tdata.get("partitions", {}).items():
                     lag = pdata.get("consumer_lag", -1)
                     if int(part) >= 0 and lag >= 0:
@@ -85,6 +88,7 @@ def open_consumer(
     conf: dict[str, Any] = settings.consumer_config()
     conf["stats_cb"] = stats
     conf["error_cb"] = _on_client_error
+    conf["logger"] = client_log.client_logger()  # librdkafka's lines: JSON, rate-limited, served on consume()
     consumer = Consumer(conf)
 
     consumer.subscribe(
@@ -112,12 +116,9 @@ def poll(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Incomi
         elif err.fatal():
             raise InfrastructureError(f"fatal consumer error: {err.str()}")
         else:
-            log.warning("consumer error", extra={"kafka_error": err.str(), "code": err.code()})
+            client_log.report_error(err, "consumer", "consumer error")
     return batch
 
 
 def _on_client_error(err: KafkaError) -> None:
-    if err.fatal():
-        log.error("fatal kafka client error", extra={"kafka_error": err.str()})
-    else:
-        log.warning("kafka client error", extra={"kafka_error": err.str()})
+    client_log.report_error(err, "consumer")

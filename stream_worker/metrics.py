@@ -2,7 +2,9 @@
 
 * ``/healthz`` — 200 while the main loop turns (it ticks at least every ``max_wait_ms`` + poll time), else 503.
 * ``/readyz``  — 200 once the model is loaded and warmed up with a maximum-size batch and the consumer is
-  subscribed; 503 before and while stopping.
+  subscribed; 503 before and while stopping.  The body is JSON: ``{"status": "ready"|"not ready", "kafka":
+  {"brokers_up", "brokers_known", "last_client_error": {"kind", "age_s"} | null}}`` (connectivity from librdkafka
+  statistics and client errors, see ``client_log``; it does not change the status code).
 
 In a worker pool (``--processes N``) every child process writes its metrics to files in
 ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode, chosen by that variable before the import)
@@ -14,6 +16,7 @@ version gauge shows every version some live process serves.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -32,6 +35,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from . import client_log
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -107,6 +111,33 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        # Kafka connectivity (client_log.HEALTH feeds these).  In a pool: the worst process's view of the brokers.
+        self.kafka_brokers_up = Gauge(
+            "scorer_kafka_brokers_up",
+            "Kafka brokers whose connection is UP (librdkafka statistics of the consumer).",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.kafka_brokers_known = Gauge(
+            "scorer_kafka_brokers_known",
+            "Kafka brokers the consumer knows from cluster metadata.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.kafka_client_errors = Counter(
+            "scorer_kafka_client_errors",
+            "Errors reported by the Kafka clients (error callback, consumer errors), by kind (error code name).",
+            ["kind"],
+            registry=r,
+        )
+        self.kafka_last_client_error = Gauge(
+            "scorer_kafka_last_client_error_timestamp_seconds",
+            "Unix time of the last client error of each kind.",
+            ["kind"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        client_log.HEALTH.attach(self)
         self.last_tick = time.monotonic()
         self.stale_after_s = 60.0
 
@@ -137,11 +168,42 @@ class Metrics:
         for kind, count in counts:
             self.pii_findings.labels(kind=kind, policy=policy).inc(count)
 
+    def on_brokers(self, up: int, known: int) -> None:
+        self.kafka_brokers_up.set(up)
+        self.kafka_brokers_known.set(known)
+
+    def on_client_error(self, kind: str, at_unix_s: float) -> None:
+        self.kafka_client_errors.labels(kind=kind).inc()
+        self.kafka_last_client_error.labels(kind=kind).set(at_unix_s)
+
     def tick(self) -> None:
         self.last_tick = time.monotonic()
 
     def healthy(self) -> bool:
         return time.monotonic() - self.last_tick < self.stale_after_s
+
+
+def kafka_connectivity(registry: CollectorRegistry, now: float | None = None) -> dict[str, Any]:
+    """Connectivity for ``/readyz``'s body, read back from the gauges above (one process's registry, or the
+    supervisor's aggregate of its children)."""
+    values: dict[str, float] = {}
+    last: tuple[str, float] | None = None
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name in ("scorer_kafka_brokers_up", "scorer_kafka_brokers_known"):
+                values[sample.name] = sample.value
+            elif (
+                sample.name == "scorer_kafka_last_client_error_timestamp_seconds"
+                and sample.value > 0
+                and (last is None or sample.value > last[1])
+            ):
+                last = (sample.labels.get("kind", "?"), sample.value)
+    now = time.time() if now is None else now
+    return {
+        "brokers_up": int(values.get("scorer_kafka_brokers_up", 0)),
+        "brokers_known": int(values.get("scorer_kafka_brokers_known", 0)),
+        "last_client_error": None if last is None else {"kind": last[0], "age_s": round(max(0.0, now - last[1]), 1)},
+    }
 
 
 class HealthServer:
@@ -160,14 +222,16 @@ class HealthServer:
         render: Callable[[], bytes] | None = None,
         ready: Callable[[], bool] | None = None,
         healthy: Callable[[], bool] | None = None,
+        kafka: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         if metrics is not None:
             registry = metrics.registry
             render = render or (lambda: generate_latest(registry))
             ready = ready or (lambda: metrics.ready)
             healthy = healthy or metrics.healthy
+            kafka = kafka or (lambda: kafka_connectivity(registry))
         assert render is not None and ready is not None and healthy is not None
-        handler = _handler_for(render, ready, healthy)
+        handler = _handler_for(render, ready, healthy, kafka)
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -191,7 +255,10 @@ class HealthServer:
 
 
 def _handler_for(
-    render: Callable[[], bytes], ready: Callable[[], bool], healthy: Callable[[], bool]
+    render: Callable[[], bytes],
+    ready: Callable[[], bool],
+    healthy: Callable[[], bool],
+    kafka: Callable[[], dict[str, Any]] | None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -203,7 +270,15 @@ def _handler_for(
                 self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
             elif path == "/readyz":
                 is_ready = ready()
-                self._send(200 if is_ready else 503, b"ready\n" if is_ready else b"not ready\n")
+                body: dict[str, Any] = {"status": "ready" if is_ready else "not ready"}
+                if kafka is not None:
+                    try:
+                        body["kafka"] = kafka()
+                    except Exception:  # connectivity is informative; never let it break the probe
+                        log.debug("kafka connectivity unavailable", exc_info=True)
+                self._send(
+                    200 if is_ready else 503, (json.dumps(body) + "\n").encode(), "application/json; charset=utf-8"
+                )
             else:
                 self._send(404, b"not found\n")
 

@@ -82,7 +82,13 @@ class WorkerPool:
         try:
             if s.metrics_port:
                 server = HealthServer(
-                    None, s.metrics_host, s.metrics_port, render=self.render, ready=self.ready, healthy=self.healthy
+                    None,
+                    s.metrics_host,
+                    s.metrics_port,
+                    render=self.render,
+                    ready=self.ready,
+                    healthy=self.healthy,
+                    kafka=self.kafka_connectivity,
                 ).start()
             self._preflight()
             log.info("worker pool starting", extra={"processes": self.count, "threads_each": self.threads_each})
@@ -212,6 +218,16 @@ class WorkerPool:
             f"scorer_pool_restarts_total {self.restarts_total}\n"
         )
         return generate_latest(registry) + pool.encode()
+
+    def kafka_connectivity(self) -> dict[str, Any]:
+        """Connectivity for ``/readyz``: brokers up as the worst-connected child sees them, the latest error."""
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        from .metrics import kafka_connectivity
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        return kafka_connectivity(registry)
 
     def ready(self) -> bool:
         for child in self.children:

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from . import client_log
 from .commit import OffsetTracker
 from .consume import Headers, Incoming
 from .errors import DeliveryError, InfrastructureError
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 class Publisher:
     def __init__(self, config: dict[str, Any], tracker: OffsetTracker) -> None:
-        self._producer = Producer({**config, "error_cb": self._on_client_error})
+        self._producer = Producer({**config, "error_cb": self._on_client_error, "logger": client_log.client_logger()})
         self._tracker = tracker
         self._failures: list[str] = []
         self._fatal: str | None = None
@@ -83,4 +84,4 @@ class Publisher:
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._fatal = err.str()
-        log.warning("kafka producer error", extra={"kafka_error": err.str()})
+        client_log.report_error(err, "producer", "kafka producer error")
