@@ -34,8 +34,11 @@ _CLIENT_KEYS_TO_DROP = (
 )
 
 
-def check_cluster(config: dict[str, Any], timeout_s: float, topic: str | None = None) -> None:
-    """Raise ``InfrastructureError`` unless the cluster answers a metadata request within ``timeout_s``."""
+def check_cluster(config: dict[str, Any], timeout_s: float, topic: str | None = None) -> str:
+    """Raise ``InfrastructureError`` unless the cluster answers a metadata request within ``timeout_s``.
+
+    Returns the cluster id (``tansu_cluster`` for the embedded tansu broker).
+    """
     errors: list[KafkaError] = []
     conf = {k: v for k, v in config.items() if k not in _CLIENT_KEYS_TO_DROP and not callable(v)}
     conf.pop("logger", None)
@@ -67,6 +70,7 @@ def check_cluster(config: dict[str, Any], timeout_s: float, topic: str | None = 
             ) from None
     if topic is not None and topic not in metadata.topics:
         log.warning("input topic does not exist yet; waiting for it", extra={"topic": topic})
+    return str(metadata.cluster_id or "")
 
 
 _SECURITY_CODES = {

@@ -109,10 +109,12 @@ class WorkerPool:
         """Fail once, clearly, before N children would each fail the same way."""
         from . import connect
         from .model_repo import require_servable
+        from .transaction import check_delivery_support
 
         require_servable(self.settings.model_dir, self.settings.model_version)
         s = self.settings
-        connect.check_cluster(s.consumer_config(), s.broker_timeout_s, s.input_topic)
+        cluster_id = connect.check_cluster(s.consumer_config(), s.broker_timeout_s, s.input_topic)
+        check_delivery_support(s, cluster_id)
 
     def _supervise(self) -> int | None:
         now = time.monotonic()

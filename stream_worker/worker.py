@@ -7,6 +7,10 @@
 is being scored.  Bad messages become dead-letter records (``deadletter``); only infrastructure errors end the loop.
 SIGTERM/SIGINT set ``stop``: the loop ends, what waits is scored, the producer flushed and acknowledged offsets
 committed in ``finally``.
+
+Delivery: at-least-once by default (``commit.py``: offsets follow acknowledged outputs); with
+``--delivery exactly-once`` outputs are published in consume order and committed with their input offsets in
+one transaction (``transaction.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from collections import deque
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from . import connect, consume
 from .commit import Committer, OffsetTracker
@@ -38,6 +43,7 @@ from .pii import PiiScanner, apply_policy
 from .produce import Publisher
 from .score import Scorer
 from .settings import Settings
+from .transaction import TransactionCommitter, check_delivery_support
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,8 @@ class _InFlight:
     """A message handed to the engine, waiting for its score."""
 
     incoming: Incoming
-    checked: Checked
-    future: Future[Result]
+    checked: Checked | None  # None: refused before scoring (the future holds the BadMessage)
+    future: Future[Result] | Future[BadMessage]  # a BadMessage: refused before scoring
     pii_kinds: str = ""
 
 
@@ -67,7 +73,9 @@ class Worker:
         self.encode = ScoreEncoder(settings.schema_dir)
         self.publisher: Publisher | None = None
         self.consumer: Consumer | None = None
-        self.committer: Committer | None = None
+        self.committer: Committer | TransactionCommitter | None = None
+        self.exactly_once = settings.delivery == "exactly-once"
+        self.failed = False  # the loop ended on an infrastructure error
         self.in_flight: deque[_InFlight] = deque()
         # Poll only while this many messages wait for scores: enough to keep the engine's sort window full.
         self.max_in_flight = 2 * settings.max_batch_size * settings.sort_window
@@ -82,13 +90,23 @@ class Worker:
         server = HealthServer(self.metrics, s.metrics_host, s.metrics_port).start() if s.metrics_port else None
         try:
             require_servable(s.model_dir, s.model_version)
-            connect.check_cluster(s.consumer_config(), s.broker_timeout_s, s.input_topic)
+            cluster_id = connect.check_cluster(s.consumer_config(), s.broker_timeout_s, s.input_topic)
+            check_delivery_support(s, cluster_id)
             self._load_model()
             if stop.is_set():
                 return
             self.publisher = Publisher(s.producer_config(), self.tracker)
+            if self.exactly_once:
+                # The producer's transactional id is registered before the consumer joins the group (step 1).
+                self.committer = TransactionCommitter(
+                    self.publisher, self.tracker, s.commit_interval_ms, self._rewind, s.broker_timeout_s
+                )
+                self.committer.start()
             self.consumer = consume.open_consumer(s, self._on_assign, self._on_revoke, self._on_lost, self._on_lag)
-            self.committer = Committer(self.consumer, self.tracker, s.commit_interval_ms)
+            if isinstance(self.committer, TransactionCommitter):
+                self.committer.consumer = self.consumer
+            else:
+                self.committer = Committer(self.consumer, self.tracker, s.commit_interval_ms)
             self.metrics.ready = True
             log.info("worker ready", extra={"group_id": s.group_id, "input_topic": s.input_topic})
             while not stop.is_set():
@@ -96,12 +114,14 @@ class Worker:
                     for incoming in consume.poll(self.consumer, self._room(), self._poll_timeout()):
                         self._admit(incoming)
                 else:  # back-pressure: the engine has all it can use; wait for the oldest score, read nothing
-                    futures.wait([self.in_flight[0].future], timeout=0.05)
+                    oldest: Future[Any] = self.in_flight[0].future
+                    futures.wait([oldest], timeout=0.05)
                 self._publish_scored()
                 self.publisher.poll(0)
                 self.committer.maybe_commit()
                 self.metrics.tick()
         except InfrastructureError as exc:
+            self.failed = True
             self.metrics.failures.labels(kind=type(exc).__name__).inc()
             raise
         finally:
@@ -158,7 +178,10 @@ class Worker:
             checked = self.guard(record)
             text, kinds = self._anonymization_guard(record.text)
         except BadMessage as exc:
-            self._dead_letter(incoming, exc)
+            # Through the in-flight queue, so that outputs leave in consume order (exactly-once step 2).
+            refused: Future[BadMessage] = Future()
+            refused.set_result(exc)
+            self.in_flight.append(_InFlight(incoming, None, refused))
             return
         assert self.engine is not None
         self.in_flight.append(_InFlight(incoming, checked, self.engine.submit(text, checked.tokens), kinds))
@@ -175,12 +198,16 @@ class Worker:
         return result.text, result.header
 
     def _publish_scored(self, wait: bool = False) -> None:
-        """Encode and produce every message whose score is ready (all of them with ``wait``)."""
+        """Encode and produce every message whose score is ready (all of them with ``wait``).
+
+        Exactly-once publishes in consume order: it stops at the first message still being scored, so the
+        produced messages of each partition always end at a single offset (transaction step 2)."""
         assert self.publisher is not None
         scored_at_ms = int(time.time() * 1000)
         still: deque[_InFlight] = deque()
         for item in self.in_flight:
-            if not wait and not item.future.done():
+            ready = wait or item.future.done()
+            if not ready or (self.exactly_once and still):
                 still.append(item)
                 continue
             try:
@@ -190,7 +217,7 @@ class Worker:
             if isinstance(result, BadMessage):
                 self._dead_letter(item.incoming, result)
                 continue
-            assert isinstance(result, Scored)
+            assert isinstance(result, Scored) and item.checked is not None
             record = item.checked.record
             value, headers = self.encode(item.incoming, record.id, result.score, result.version, scored_at_ms)
             if item.pii_kinds:
@@ -223,6 +250,10 @@ class Worker:
     # --- rebalance and stop ---------------------------------------------------------------------------------
     def _finish(self, partitions: list[tuple[str, int]] | None) -> None:
         """Score everything in flight, wait for every acknowledgement, commit (these partitions) synchronously."""
+        if self.exactly_once and (self.failed or (self.publisher is not None and self.publisher.fatal)):
+            # The open transaction is aborted by the broker (or at once by this slot's next incarnation).
+            log.warning("the transaction cannot be committed after this failure; the next owner redoes its work")
+            return
         if self.engine is not None and self.in_flight:
             self.engine.flush()
         if self.publisher is not None:
@@ -248,10 +279,36 @@ class Worker:
     def _on_lost(self, partitions: list[TopicPartition]) -> None:
         keys = {(p.topic, p.partition) for p in partitions}
         log.warning("partitions lost: their uncommitted work will be redone", extra={"partitions": _names(partitions)})
+        if isinstance(self.committer, TransactionCommitter):  # transaction step 6: abort, rewind the rest
+            self.tracker.forget(keys)
+            self.committer.abort("partitions lost")
+            self.metrics.assigned_partitions.dec(len(keys))
+            return
         # Another worker owns them now: drop their results (the engine may still score them; nobody publishes).
         self.in_flight = deque(i for i in self.in_flight if (i.incoming.topic, i.incoming.partition) not in keys)
         self.tracker.forget(keys)
         self.metrics.assigned_partitions.dec(len(keys))
+
+    def _rewind(self) -> None:
+        """Exactly-once step 4: drop in-flight work and seek every assigned partition to its committed offset."""
+        assert self.consumer is not None
+        self.in_flight.clear()  # the engine may still score them; nobody publishes the results
+        assigned = self.consumer.assignment()
+        self.tracker.forget((tp.topic, tp.partition) for tp in assigned)
+        if not assigned:
+            return
+        try:
+            committed = self.consumer.committed(assigned, timeout=self.settings.broker_timeout_s)
+        except KafkaException as exc:
+            raise InfrastructureError("cannot read committed offsets to rewind after an abort") from exc
+        fallback = OFFSET_BEGINNING if self.settings.auto_offset_reset == "earliest" else OFFSET_END
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else fallback
+            try:
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            except KafkaException as exc:
+                where = f"{tp.topic}[{tp.partition}]"
+                log.warning("seek after abort failed", extra={"partition": where, "kafka_error": str(exc)})
 
     def _on_lag(self, topic: str, partition: int, lag: int) -> None:
         self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
