@@ -105,6 +105,12 @@ class Metrics:
             registry=r,
         )
         self.model_swaps = Counter("scorer_model_swaps", "Model versions swapped in without a restart.", registry=r)
+        self.transactions = Counter(
+            "scorer_transactions",
+            "Exactly-once transactions by outcome (committed, aborted: its work is redone).",
+            ["outcome"],
+            registry=r,
+        )
         self.warmup_seconds = Gauge(
             "scorer_warmup_seconds",
             "Time of the maximum-size warm-up batch.",

@@ -51,6 +51,7 @@ class TransactionCommitter:
         interval_ms: int,
         rewind: Callable[[], None],
         timeout_s: float = 30.0,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self.consumer: Consumer | None = None  # set once the consumer exists (after step 1)
         self._publisher = publisher
@@ -58,6 +59,7 @@ class TransactionCommitter:
         self._interval_s = interval_ms / 1000.0
         self._rewind = rewind
         self._timeout_s = timeout_s
+        self._on_outcome = on_outcome or (lambda _outcome: None)
         self._last = time.monotonic()
         self.commits = 0
         self.aborts = 0
@@ -102,6 +104,7 @@ class TransactionCommitter:
         self._publisher.transaction_ended()
         self._tracker.mark_committed(offsets)
         self.commits += 1
+        self._on_outcome("committed")
 
     def abort(self, why: str) -> None:
         """Step 4: abort the open transaction (if any) and rewind to the committed offsets."""
@@ -113,6 +116,7 @@ class TransactionCommitter:
                 raise InfrastructureError(f"abort_transaction failed: {exc}") from None
         self._publisher.transaction_ended()
         self.aborts += 1
+        self._on_outcome("aborted")
         self._rewind()
 
     def _call(self, call: Callable[[], object], what: str) -> None:

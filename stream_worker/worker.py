@@ -99,7 +99,12 @@ class Worker:
             if self.exactly_once:
                 # The producer's transactional id is registered before the consumer joins the group (step 1).
                 self.committer = TransactionCommitter(
-                    self.publisher, self.tracker, s.commit_interval_ms, self._rewind, s.broker_timeout_s
+                    self.publisher,
+                    self.tracker,
+                    s.commit_interval_ms,
+                    self._rewind,
+                    s.broker_timeout_s,
+                    on_outcome=lambda outcome: self.metrics.transactions.labels(outcome=outcome).inc(),
                 )
                 self.committer.start()
             self.consumer = consume.open_consumer(s, self._on_assign, self._on_revoke, self._on_lost, self._on_lag)
