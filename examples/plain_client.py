@@ -42,7 +42,12 @@ def main() -> None:
 
     # Consumer side: read SentimentScore records until every id has its score.
     consumer = Consumer(
-        {"bootstrap.servers": args.bootstrap, "group.id": f"example-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": f"example-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",  # only committed scores when workers run --delivery exactly-once
+        }
     )
     consumer.subscribe([args.output_topic])
     wanted, deadline = set(ids), time.monotonic() + args.timeout
