@@ -137,15 +137,24 @@ class BrokerView:
 
 
 def broker_view(stats: dict[str, Any]) -> BrokerView | None:
-    """Brokers of the cluster in one librdkafka statistics object (bootstrap and logical entries, whose node id is
-    -1, are left out); ``None`` when the object has no ``brokers`` section."""
+    """Brokers of the cluster in one librdkafka statistics object: those learned from metadata (node id >= 0), or,
+    while there are none (at start, or after every broker went down and librdkafka fell back to the bootstrap
+    list), the bootstrap entries.  Logical entries (``GroupCoordinator``) are left out.  ``None`` when the object
+    has no ``brokers`` section."""
     brokers = stats.get("brokers")
     if not isinstance(brokers, dict):
         return None
-    states: dict[str, str] = {}
+    learned: dict[str, str] = {}
+    bootstrap: dict[str, str] = {}
     for name, data in brokers.items():
-        if isinstance(data, dict) and int(data.get("nodeid", -1)) >= 0:
-            states[str(name)] = str(data.get("state", "?"))
+        if not isinstance(data, dict):
+            continue
+        state = str(data.get("state", "?"))
+        if int(data.get("nodeid", -1)) >= 0:
+            learned[str(name)] = state
+        elif data.get("source") == "configured" or str(name).endswith("/bootstrap"):
+            bootstrap[str(name)] = state
+    states = learned or bootstrap
     return BrokerView(sum(1 for s in states.values() if s == "UP"), len(states), states)
 
 

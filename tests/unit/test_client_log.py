@@ -106,6 +106,15 @@ def test_broker_view_counts_cluster_brokers_only() -> None:
     assert view is not None and (view.up, view.known) == (1, 3)
     assert view.states["127.0.0.1:9093/2"] == "DOWN"
     assert broker_view({"topics": {}}) is None
+    # every broker down: librdkafka forgets the learned ones and retries its bootstrap list
+    rebootstrap = {
+        "brokers": {
+            "127.0.0.1:9092/bootstrap": {"nodeid": -1, "state": "INIT", "source": "configured"},
+            "GroupCoordinator": {"nodeid": -1, "state": "INIT", "source": "logical"},
+        }
+    }
+    view = broker_view(rebootstrap)
+    assert view is not None and (view.up, view.known) == (0, 1)
 
 
 def test_connectivity_reaches_metrics_and_the_readyz_body() -> None:
