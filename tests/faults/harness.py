@@ -143,6 +143,7 @@ class SteadyPublisher(threading.Thread):
             self.error = exc
         finally:
             self.finished_at = time.monotonic()
+            self._producer = None  # type: ignore[assignment]  # destroyed now, not after the cluster is gone
 
     def wait_progress(self, fraction: float, timeout_s: float = 600.0) -> None:
         wait_for(lambda: self.sent >= fraction * self.min_count or not self.is_alive(), timeout_s, "publish progress")

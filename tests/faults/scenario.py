@@ -71,7 +71,7 @@ def run_scenario(
     partitions: int = 4,
     extra_flags: tuple[str, ...] = (),
     markers: dict[int, str] | None = None,
-    catch_up_s: float = 300.0,
+    catch_up_s: float = 150.0,
     max_count: int | None = None,
     check: Callable[[Run, Result], list[str]] | None = None,
 ) -> Result:
@@ -114,7 +114,7 @@ def run_scenario(
     finally:
         fleet.stop_all()
     # No worker runs now (no open transaction is left): the reader must reach the end of every partition.
-    lagging = reader.drain(120)
+    lagging = reader.drain(90)
     if lagging:
         problems.append(f"reader stuck below the high watermark: {lagging[:4]}")
     duration = time.monotonic() - t0
