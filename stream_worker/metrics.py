@@ -107,7 +107,7 @@ class Metrics:
         self.model_swaps = Counter("scorer_model_swaps", "Model versions swapped in without a restart.", registry=r)
         self.transactions = Counter(
             "scorer_transactions",
-            "Exactly-once transactions by outcome (committed, aborted: its work is redone).",
+            "Exactly-once transactions by outcome (committed; aborted or producer_replaced: its work is redone).",
             ["outcome"],
             registry=r,
         )

@@ -21,11 +21,17 @@ Exactly-once (consume-transform-produce, KIP-98 transactions with KIP-447 group 
    restarts it, and step 1 fences whatever was left.
 6. On revocation the open transaction is committed (step 3) before the partitions go; on a lost partition (the
    group moved on without us) it is aborted and the remaining partitions rewound (step 4).
+7. Every transactional call runs under a watchdog (its timeout plus a grace period): librdkafka's
+   ``send_offsets_to_transaction`` can block past its timeout when the group coordinator moves (librdkafka issues
+   #5456 and #5511; seen here in the broker-bounce fault scenario).  A call that does not return is abandoned with
+   its producer; a new producer with the same ``transactional.id`` runs step 1, which fences the stuck one and
+   aborts its transaction, and the worker rewinds (step 4).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -52,6 +58,7 @@ class TransactionCommitter:
         rewind: Callable[[], None],
         timeout_s: float = 30.0,
         on_outcome: Callable[[str], None] | None = None,
+        renew: Callable[[], Publisher] | None = None,
     ) -> None:
         self.consumer: Consumer | None = None  # set once the consumer exists (after step 1)
         self._publisher = publisher
@@ -60,13 +67,19 @@ class TransactionCommitter:
         self._rewind = rewind
         self._timeout_s = timeout_s
         self._on_outcome = on_outcome or (lambda _outcome: None)
+        self._renew = renew
+        self._abandoned: list[Publisher] = []  # stuck producers: kept, never destroyed while a call may block
         self._last = time.monotonic()
         self.commits = 0
         self.aborts = 0
 
     def start(self) -> None:
         """Step 1: register the transactional id (fences and aborts a previous incarnation)."""
-        self._call(lambda: self._publisher.producer.init_transactions(self._timeout_s), "init_transactions")
+        producer = self._publisher.producer
+        try:
+            self._call(lambda: producer.init_transactions(self._timeout_s), "init_transactions")
+        except _Stuck as exc:
+            raise InfrastructureError(f"{exc}; cannot register the transactional id") from None
 
     def maybe_commit(self) -> None:
         if time.monotonic() - self._last >= self._interval_s:
@@ -101,6 +114,9 @@ class TransactionCommitter:
         except DeliveryError as exc:  # a record of this transaction was refused: the transaction must go
             self.abort(str(exc))
             return
+        except _Stuck as exc:
+            self._replace_producer(str(exc))
+            return
         self._publisher.transaction_ended()
         self._tracker.mark_committed(offsets)
         self.commits += 1
@@ -110,20 +126,56 @@ class TransactionCommitter:
         """Step 4: abort the open transaction (if any) and rewind to the committed offsets."""
         log.warning("aborting the transaction and rewinding to committed offsets", extra={"reason": why})
         if self._publisher.in_transaction:
+            producer = self._publisher.producer
             try:
-                self._call(lambda: self._publisher.producer.abort_transaction(self._timeout_s), "abort_transaction")
+                self._call(lambda: producer.abort_transaction(self._timeout_s), "abort_transaction")
             except _Abortable as exc:  # abort itself cannot be abortable; treat as fatal
                 raise InfrastructureError(f"abort_transaction failed: {exc}") from None
+            except _Stuck as exc:
+                self._replace_producer(str(exc))
+                return
         self._publisher.transaction_ended()
         self.aborts += 1
         self._on_outcome("aborted")
         self._rewind()
 
-    def _call(self, call: Callable[[], object], what: str) -> None:
-        """Run a transactional call: retry retriable errors, raise ``_Abortable`` or ``InfrastructureError``."""
-        for attempt in range(1, _RETRIES + 1):
+    def _replace_producer(self, why: str) -> None:
+        """Step 7: abandon the stuck producer; a new one fences it (step 1); rewind (step 4)."""
+        if self._renew is None:
+            raise InfrastructureError(why)
+        log.warning("replacing the transactional producer; the new one fences the stuck one", extra={"reason": why})
+        self._abandoned.append(self._publisher)
+        self._publisher = self._renew()
+        self.start()
+        self.aborts += 1
+        self._on_outcome("producer_replaced")
+        self._rewind()
+
+    def _bounded(self, call: Callable[[], object], what: str) -> None:
+        """Run ``call`` on a helper thread; raise ``_Stuck`` if it has not returned after its timeout + grace."""
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
             try:
                 call()
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name=f"txn-{what}", daemon=True)
+        thread.start()
+        thread.join(self._timeout_s + min(10.0, self._timeout_s))
+        if not outcome:
+            raise _Stuck(f"{what} did not return within {self._timeout_s:g} s (librdkafka)")
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def _call(self, call: Callable[[], object], what: str) -> None:
+        """Run a transactional call: retry retriable errors, raise ``_Abortable``, ``_Stuck`` or
+        ``InfrastructureError``."""
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                self._bounded(call, what)
                 return
             except KafkaException as exc:
                 err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -146,6 +198,10 @@ class TransactionCommitter:
 
 class _Abortable(Exception):
     """Internal: the transaction must be aborted (step 4)."""
+
+
+class _Stuck(Exception):
+    """Internal: a transactional call did not return (step 7)."""
 
 
 def check_delivery_support(settings: Settings, cluster_id: str) -> None:

@@ -105,6 +105,7 @@ class Worker:
                     self._rewind,
                     s.broker_timeout_s,
                     on_outcome=lambda outcome: self.metrics.transactions.labels(outcome=outcome).inc(),
+                    renew=self._new_publisher,
                 )
                 self.committer.start()
             self.consumer = consume.open_consumer(s, self._on_assign, self._on_revoke, self._on_lost, self._on_lag)
@@ -293,6 +294,11 @@ class Worker:
         self.in_flight = deque(i for i in self.in_flight if (i.incoming.topic, i.incoming.partition) not in keys)
         self.tracker.forget(keys)
         self.metrics.assigned_partitions.dec(len(keys))
+
+    def _new_publisher(self) -> Publisher:
+        """Exactly-once step 7: a fresh producer with the same transactional id replaces a stuck one."""
+        self.publisher = Publisher(self.settings.producer_config(), self.tracker)
+        return self.publisher
 
     def _rewind(self) -> None:
         """Exactly-once step 4: drop in-flight work and seek every assigned partition to its committed offset."""

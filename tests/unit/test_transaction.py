@@ -175,3 +175,31 @@ def test_transactional_id_is_stable_per_slot(monkeypatch: pytest.MonkeyPatch) ->
     assert "transactional.id" not in Settings().producer_config()
     with pytest.raises(ValueError, match="transaction_timeout_ms"):
         Settings(delivery="exactly-once", commit_interval_ms=5000, transaction_timeout_ms=5000)
+
+
+def test_stuck_call_replaces_the_producer_and_rewinds() -> None:
+    """librdkafka's send_offsets_to_transaction can block past its timeout (librdkafka #5456): the committer
+    abandons that producer, a new one registers the same transactional id (fencing it), and the worker rewinds."""
+    import threading
+
+    publisher, tracker, events = FakePublisher(), OffsetTracker(), []
+    release = threading.Event()
+    publisher.producer.send_offsets_to_transaction = (  # type: ignore[method-assign]
+        lambda *_a: release.wait(5)
+    )
+    fresh = FakePublisher()
+    tc = TransactionCommitter(
+        publisher,  # type: ignore[arg-type]
+        tracker,
+        1000,
+        lambda: events.append("rewind"),
+        timeout_s=0.2,
+        on_outcome=events.append,
+        renew=lambda: fresh,  # type: ignore[arg-type,return-value]
+    )
+    tc.consumer = FakeConsumer()  # type: ignore[assignment]
+    produced(publisher, tracker, 0, 1)
+    tc.commit()
+    release.set()
+    assert events == ["producer_replaced", "rewind"]
+    assert fresh.producer.calls == ["init"] and tc.commits == 0 and tc.aborts == 1
