@@ -11,10 +11,11 @@ test:
 # Full fault-injection suite on a 3-node Kafka cluster (both delivery modes, ~30 min on 2 cores); writes
 # reports/reliability.md.  `make test` runs only its time-boxed subset.
 faults: setup
-	rm -f .cache/faults/results.jsonl
-	start=$$(date +%s); FAULTS_FULL=1 SCORER_TEST_NO_SKIP=1 .venv/bin/python -m pytest tests/faults -m faults \
-	  -v -rs -p no:cacheprovider; status=$$?; \
-	.venv/bin/python -m tests.faults.report --command "make faults" --duration-s $$(( $$(date +%s) - start )); \
+	rm -f .cache/faults/make-faults.jsonl
+	start=$$(date +%s); FAULTS_FULL=1 SCORER_TEST_NO_SKIP=1 FAULTS_RESULTS=.cache/faults/make-faults.jsonl \
+	  .venv/bin/python -m pytest tests/faults -m faults -v -rs -p no:cacheprovider; status=$$?; \
+	.venv/bin/python -m tests.faults.report --results .cache/faults/make-faults.jsonl --command "make faults" \
+	  --duration-s $$(( $$(date +%s) - start )); \
 	exit $$status
 
 setup:

@@ -62,7 +62,9 @@ def _commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def render(rows: list[dict[str, Any]], command: str, duration_s: float | None = None) -> str:
+def render(
+    rows: list[dict[str, Any]], command: str, duration_s: float | None = None, notes: list[str] | None = None
+) -> str:
     lines = [
         "# Reliability: fault injection on a three-node Apache Kafka cluster",
         "",
@@ -75,11 +77,14 @@ def render(rows: list[dict[str, Any]], command: str, duration_s: float | None = 
         "  `tests/toy_model.py` (faults, not BERT, are the subject), session timeout 6 s, commit interval 1 s;",
         "  in exactly-once each worker slot has its own `--transactional-id` (a restart reuses its slot's id).",
         "- Input: >= 20,000 Avro messages with unique ids published at a steady 600/s (acks=all, idempotent) while",
-        "  the fault runs, plus 6 bad messages (2 undecodable, 2 empty texts, 2 that make the model fail).",
+        "  the fault runs (input_flood: as fast as the producer can), plus 6 bad messages (2 undecodable, 2 empty",
+        "  texts, 2 that make the model fail).",
         "- Verification: an independent `read_committed` consumer reads the output and dead-letter topics to their",
-        "  end after the workers stopped. lost = published ids with no score (or bad ids with no dead letter);",
+        "  end after the workers stopped. published = acknowledged inputs (6 of them bad); scored = distinct ids",
+        "  with a score record; lost = published ids with no score (or bad ids with no dead letter);",
         "  duplicated = records beyond the first per id; dead letters ok = bad ids dead-lettered with the right",
         "  reason header and input partition/offset (once each in exactly-once).",
+        *[f"- Note: {note}" for note in notes or []],
         "",
         "| scenario | mode | published | scored | lost | duplicated | dead letters ok | peak worker RSS (MiB) "
         "| duration (s) | result |",
@@ -112,12 +117,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "reports/reliability.md")
     parser.add_argument("--command", default="make faults")
     parser.add_argument("--duration-s", type=float, default=None)
+    parser.add_argument("--note", action="append", default=[], help="a line for the header (repeatable)")
     args = parser.parse_args()
     rows = load(args.results)
     if not rows:
         raise SystemExit(f"no results in {args.results}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(rows, args.command, args.duration_s))
+    args.out.write_text(render(rows, args.command, args.duration_s, args.note))
     print(f"wrote {args.out} ({len(rows)} rows)")
 
 

@@ -39,6 +39,7 @@ class Run:
     late_faults: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
+    caught_up_at: float | None = None  # monotonic time the reader had seen every published id
 
     def at(self, fraction: float) -> None:
         """Wait until ``fraction`` of the minimum message count has been published."""
@@ -108,6 +109,7 @@ def run_scenario(
         expected = publisher.acked
         try:
             wait_for(lambda: expected <= reader.seen(), catch_up_s, "the output to catch up")
+            run.caught_up_at = time.monotonic()
         except AssertionError:
             problems.append(f"output did not catch up in {catch_up_s:.0f}s")
         fleet.check_unexpected_exits()
@@ -146,7 +148,9 @@ def run_scenario(
     if not t.dead_letter_ok:
         problems.append(f"dead letters {result.dead_letter_ok}: {t.dead_letter_problems}")
     if check is not None:
+        before = len(run.notes)
         problems += check(run, result)
+        result.notes += run.notes[before:]
     result.passed = not problems
     result.notes += problems
     record(result)

@@ -132,6 +132,9 @@ def test_input_flood(mode: str, kafka_cluster: KafkaCluster, toy_model_dir: Path
     """One worker; the publisher floods as fast as it can (target >= 10x the worker's scoring rate).  The
     worker's RSS must stay bounded: its peak at most 600 MiB above its idle RSS."""
     count = 60_000
+    # ~200-word texts: scoring costs more per message than publishing, so the flood outruns the worker many times.
+    long_tail = " " + " ".join(["the movie was good but the ending was dull"] * 22)
+    markers = dict.fromkeys(range(count), long_tail)
 
     def script(run: Run) -> None:
         run.at(0.05)
@@ -140,10 +143,14 @@ def test_input_flood(mode: str, kafka_cluster: KafkaCluster, toy_model_dir: Path
 
     def bounded(run: Run, result: Result) -> list[str]:
         idle = float(run.notes[0].split()[3])
-        publish_s = run.publisher.finished_at - run.publisher.started_at
-        score_s = max(result.duration_s, 1e-3)
-        ratio = (run.publisher.sent / max(publish_s, 1e-3)) / (result.scored / score_s)
-        run.notes.append(f"publish rate / scoring rate ~{ratio:.1f}x")
+        publish_s = max(run.publisher.finished_at - run.publisher.started_at, 1e-3)
+        if run.caught_up_at is not None:
+            score_s = max(run.caught_up_at - run.publisher.started_at, 1e-3)
+            publish_rate, score_rate = run.publisher.sent / publish_s, run.publisher.sent / score_s
+            run.notes.append(
+                f"published {publish_rate:,.0f}/s, scored {score_rate:,.0f}/s: the flood ran at "
+                f"{publish_rate / score_rate:.1f}x the worker's capacity"
+            )
         problems = []
         if result.peak_rss_mib > idle + 600:
             problems.append(f"peak RSS {result.peak_rss_mib} MiB > idle {idle:.0f} + 600 MiB")
@@ -160,5 +167,6 @@ def test_input_flood(mode: str, kafka_cluster: KafkaCluster, toy_model_dir: Path
         min_count=count,
         max_count=count,
         workers=1,
+        markers=markers,
         check=bounded,
     )
