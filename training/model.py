@@ -3,7 +3,9 @@
 Model: ``hub.KerasLayer(encoder, trainable=True)`` -> masked mean pooling of ``sequence_output`` (the pooling the
 MiniLM sentence encoder was trained with) -> dropout -> Dense(1) logit.  The whole encoder is fine-tuned.
 Optimiser: AdamW (no weight decay on LayerNorm parameters and biases) with linear warm-up then linear decay.
-Early stopping on the eval split's loss (restoring the best epoch's weights); seeds fixed.
+Early stopping on the eval split's AUC (restoring the best epoch's weights; not its loss: in the default run the
+loss rose from epoch 1 to 2 while accuracy and AUC rose too -- growing confidence, which calibration corrects
+later -- and stopping on it kept a model after 250 of 1,000 steps); seeds fixed.
 
 Exported SavedModel (the contract the Kafka workers rely on)::
 
@@ -16,21 +18,25 @@ Exported SavedModel (the contract the Kafka workers rely on)::
   ``max_windows`` per text, head and tail windows kept when capping; see training/preprocessing.py); the windows
   of all texts of the batch go through the encoder in ONE call, padded to the longest window; the windows' logits
   are pooled per text (``pooling``: mean or confidence-weighted mean), multiplied by ``windows ** length_exponent``
-  (more windows read = more evidence; 1 for one window) and divided by a ``temperature``, both fitted on the eval
-  split after pooling; score = sigmoid(that).  A text of one window scores exactly as a one-window model;
+  (more windows read = more evidence; 1 for one window); with a lexical head (training/lexical.py: TF-IDF 1-2-grams
+  + logistic regression over the whole text) its logit is added times ``lexical_weight``; the sum is divided by a
+  ``temperature`` and shifted by a ``bias`` (Platt scaling), all fitted on the eval split after pooling;
+  score = sigmoid(that).  A text of one window scores exactly as a one-window model;
 - ``label`` is "POSITIVE" if score >= 0.5 else "NEGATIVE";
 - a second signature ``serving_examples`` takes serialized tf.Examples (feature ``text``) for TFMA (same scoring);
 - ``assets.extra/scorer.json`` holds the export-time settings the worker needs for its cost estimate::
 
     {"max_seq_length": 64, "window_stride": 48, "max_windows": 16, "pooling": "confidence",
-     "temperature": 1.3, "contract": 1, "length_exponent": 0.3, "window_tokens": 62,
+     "temperature": 1.3, "contract": 1, "length_exponent": 0.3, "window_tokens": 62, "lexical_weight": 0.7,
+     "lexical": {"terms": "word 1-2-grams", "vocab_size": 40000, ...}, "bias": -0.4,
      "windows_formula": "...", "score": "..."}
 
 Training sees one window per example (Transform, head+tail); the training split contains, besides the original
 texts, window-sized crops of pseudo-documents (training/data.py) so that windows cut out of long texts are in
-distribution.  After fitting, ``calibrate`` scores the eval split (texts and pseudo-documents) window by window and
-keeps the pooling, length exponent (grid 0..1) and temperature with the lowest eval log-loss; the scorer is
-exported with them.
+distribution.  After fitting, the lexical head (if the profile has one) is fitted on the train split, and
+``calibrate`` scores the eval split (texts and pseudo-documents) window by window and keeps the pooling, length
+exponent (grid 0..1), lexical weight, temperature and bias with the lowest eval log-loss; the scorer is exported
+with them.
 """
 
 from __future__ import annotations
@@ -87,7 +93,29 @@ def _trim_to_longest(feats: dict, label):
     return out, label
 
 
-def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, seed: int, shuffle: bool):
+def length_bucketed(ds, batch_size: int, pool_batches: int, seed: int):
+    """Batches of similar length: ``ds`` (shuffled full-padded batches) -> pools of ``pool_batches`` batches,
+    each pool sorted by token count and cut into batches again, the batches of a pool shuffled.
+
+    Every example is still seen once per pass, in a shuffled pool; a batch's rows then have similar lengths, so
+    ``_trim_to_longest`` cuts most of the padding (short snippets and 64-token crops no longer share a batch).
+    """
+    keys = (features.WORD_IDS, features.MASK, features.TYPE_IDS)
+
+    def sort_pool(feats, label):
+        order = tf.argsort(tf.reduce_sum(tf.cast(feats[features.MASK], tf.int32), axis=1), stable=True)
+        return {k: tf.gather(feats[k], order) for k in keys}, tf.gather(label, order)
+
+    def only_model_inputs(feats, label):
+        return {k: feats[k] for k in keys}, label
+
+    pools = ds.map(only_model_inputs).unbatch().batch(batch_size * pool_batches, drop_remainder=True)
+    return (pools.map(sort_pool).unbatch().batch(batch_size, drop_remainder=True)
+            .shuffle(pool_batches, seed=seed))
+
+
+def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, seed: int, shuffle: bool,
+             bucket_pool: int = 0):
     from tfx_bsl.public import tfxio
 
     ds = data_accessor.tf_dataset_factory(
@@ -96,6 +124,8 @@ def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, 
                                        shuffle=shuffle, shuffle_seed=seed, num_epochs=None),
         tf_transform_output.transformed_metadata.schema,
     )
+    if bucket_pool > 1:
+        ds = length_bucketed(ds, batch_size, bucket_pool, seed)
     return ds.map(_trim_to_longest, num_parallel_calls=1).prefetch(1)
 
 
@@ -188,7 +218,7 @@ class ScorerModule(tf.Module):
 
     def __init__(self, model, vocab_file: str, max_seq_length: int, window_stride: int | None = None,
                  max_windows: int = 1, pooling: str = "mean", temperature: float = 1.0,
-                 length_exponent: float = 0.0):
+                 length_exponent: float = 0.0, lexical=None, lexical_weight: float = 0.0, bias: float = 0.0):
         super().__init__(name="sentiment_scorer")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
@@ -204,16 +234,26 @@ class ScorerModule(tf.Module):
         self.pooling = pooling
         self.temperature = float(temperature)
         self.length_exponent = float(length_exponent)
+        self.bias = float(bias)
+        # Lexical head (training/lexical.py): its logit, times lexical_weight, joins the pooled logit.
+        self.lexical_weight = float(lexical_weight) if lexical is not None else 0.0
+        self.lexical_info = lexical.info() if lexical is not None and self.lexical_weight else None
+        if self.lexical_info is not None:
+            from training import lexical as lexical_lib
+
+            self.lexical = lexical_lib.LexicalHead(lexical)
 
     def metadata(self) -> dict:
         return {"max_seq_length": self.max_seq_length, "window_stride": self.window_stride,
                 "max_windows": self.max_windows, "pooling": self.pooling, "temperature": self.temperature,
                 "contract": CONTRACT_VERSION, "length_exponent": self.length_exponent,
                 "window_tokens": self.max_seq_length - 2,
+                "lexical_weight": self.lexical_weight, "lexical": self.lexical_info, "bias": self.bias,
                 "windows_formula": "n = WordPiece tokens of the normalised text (no [CLS]/[SEP]); L = "
                                    "max_seq_length - 2; windows = 1 if n <= L else min(max_windows, "
                                    "1 + ceil((n - L) / window_stride)); each window is <= max_seq_length tokens",
-                "score": "P(POSITIVE) = sigmoid(pooled window logits * windows ** length_exponent / temperature)"}
+                "score": "P(POSITIVE) = sigmoid((pooled window logits * windows ** length_exponent + lexical_weight"
+                         " * lexical logit) / temperature + bias)"}
 
     def window_logits(self, text):
         """(logits [windows] float32, text index [windows] int32) of every window of every text."""
@@ -228,8 +268,12 @@ class ScorerModule(tf.Module):
         if self.length_exponent != 0.0:  # evidence grows with the windows read; exactly 1.0 for one window
             windows = tf.math.unsorted_segment_sum(tf.ones_like(logits), text_index, tf.size(text))
             pooled = pooled * tf.pow(tf.maximum(windows, 1.0), self.length_exponent)
+        if self.lexical_info is not None:  # bag of 1-2-grams over the whole text
+            pooled = pooled + tf.constant(self.lexical_weight, tf.float32) * self.lexical.logits(text)
         if self.temperature != 1.0:
             pooled = pooled / tf.constant(self.temperature, tf.float32)
+        if self.bias != 0.0:
+            pooled = pooled + tf.constant(self.bias, tf.float32)
         score = tf.sigmoid(pooled)
         label = tf.where(score >= 0.5, tf.constant(features.LABEL_NAMES[1]), tf.constant(features.LABEL_NAMES[0]))
         return {"score": score, "label": label}
@@ -247,10 +291,11 @@ class ScorerModule(tf.Module):
 
 def export_scorer(model, vocab_file: str, max_seq_length: int, export_dir: str, window_stride: int | None = None,
                   max_windows: int = 1, pooling: str = "mean", temperature: float = 1.0,
-                  length_exponent: float = 0.0) -> dict:
+                  length_exponent: float = 0.0, lexical=None, lexical_weight: float = 0.0,
+                  bias: float = 0.0) -> dict:
     """Save the scorer SavedModel and ``<export_dir>/assets.extra/scorer.json``; return that metadata."""
     module = ScorerModule(model, vocab_file, max_seq_length, window_stride, max_windows, pooling, temperature,
-                          length_exponent)
+                          length_exponent, lexical, lexical_weight, bias)
     signatures = {
         "serving_default": module.serve.get_concrete_function(),
         "serving_examples": module.serve_examples.get_concrete_function(),
@@ -348,8 +393,22 @@ def _read_eval_texts(file_patterns) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def calibrate(model, cfg: dict, eval_pattern) -> dict:
-    """Choose the pooling and fit the temperature on the eval split, after pooling (see module docstring)."""
+def fit_logistic(x, labels) -> tuple[list[float], float]:
+    """Weights and intercept of a (barely regularised) logistic regression of ``labels`` on the columns of ``x``."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=1e4, max_iter=2000).fit(x, labels)
+    return [float(w) for w in clf.coef_[0]], float(clf.intercept_[0])
+
+
+def calibrate(model, cfg: dict, eval_pattern, lexical=None) -> dict:
+    """Choose the pooling and length exponent, and fit temperature, bias and (with ``lexical``) the lexical weight
+    on the eval split, after pooling; the lowest eval log-loss wins (see module docstring).
+
+    For each pooling and exponent a, with z = pooled * windows ** a and l = the lexical logit, a logistic
+    regression of the labels on (z, l) gives w_z, w_l, c: temperature = 1 / w_z, lexical weight = w_l / w_z,
+    bias = c, i.e. score = sigmoid((z + weight * l) / temperature + bias) (Platt scaling; without a lexical head
+    the regression is on z alone)."""
     import numpy as np
 
     max_len = int(cfg["max_seq_length"])
@@ -364,38 +423,66 @@ def calibrate(model, cfg: dict, eval_pattern) -> dict:
     wanted = POOLINGS if cfg.get("pooling", "auto") == "auto" else (cfg["pooling"],)
     exponents = [round(a, 2) for a in np.arange(0.0, 1.0001, 0.05)] if cfg.get("length_scaling", True) else [0.0]
     scale = np.maximum(windows, 1).astype(np.float64)
+    lexical_logits = None
+    if lexical is not None:
+        from training import lexical as lexical_lib
 
-    def evaluate(pooled, temp):
-        scores = 1 / (1 + np.exp(-pooled / temp))
-        return {"temperature": temp, "eval_log_loss": log_loss(pooled, y, temp),
-                "eval_log_loss_multi_window": log_loss(pooled[multi], y[multi], temp) if multi.any() else 0.0,
-                "eval_accuracy": float(((pooled >= 0) == (y == 1)).mean()),
-                "eval_accuracy_multi_window": float(((pooled[multi] >= 0) == (y[multi] == 1)).mean())
+        head = lexical_lib.LexicalHead(lexical)
+        lexical_logits = np.concatenate([head.logits(tf.constant(texts[i:i + 1024])).numpy()
+                                         for i in range(0, len(texts), 1024)]).astype(np.float64)
+
+    def evaluate(final):
+        """Metrics of final logits (score = sigmoid(final))."""
+        scores = 1 / (1 + np.exp(-final))
+        return {"eval_log_loss": log_loss(final, y),
+                "eval_log_loss_multi_window": log_loss(final[multi], y[multi]) if multi.any() else 0.0,
+                "eval_accuracy": float(((final >= 0) == (y == 1)).mean()),
+                "eval_accuracy_multi_window": float(((final[multi] >= 0) == (y[multi] == 1)).mean())
                 if multi.any() else float("nan"),
                 "eval_ece": expected_calibration_error(scores, y),
                 "eval_ece_multi_window": expected_calibration_error(scores[multi], y[multi]) if multi.any() else 0.0}
 
+    def fit(z, with_lexical: bool) -> dict | None:
+        x = np.c_[z, lexical_logits] if with_lexical else z[:, None]
+        w, c = fit_logistic(x, y)
+        if w[0] <= 0:  # the encoder's logit must keep its sign
+            return None
+        weight = w[1] / w[0] if with_lexical else 0.0
+        temp = 1.0 / w[0]
+        final = (z + (weight * lexical_logits if with_lexical else 0.0)) / temp + c
+        return dict(evaluate(final), temperature=temp, lexical_weight=weight, bias=c)
+
     for pooling in wanted:
         pooled = pool_logits_np(logits, index, len(texts), pooling)
-        fits = []
+        fits = {}
         for a in exponents:
-            z = pooled * scale ** a
-            temp = fit_temperature(z, y)
-            fits.append((log_loss(z, y, temp), a, temp))
-        _, a, temp = min(fits)
-        candidates[pooling] = dict(evaluate(pooled * scale ** a, temp), length_exponent=a,
-                                   without_length_scaling=evaluate(pooled, fit_temperature(pooled, y)))
+            for with_lexical in ((False, True) if lexical is not None else (False,)):
+                r = fit(pooled * scale ** a, with_lexical)
+                if r is not None:
+                    fits[(a, with_lexical)] = dict(r, length_exponent=a)
+        if not fits:
+            raise RuntimeError(f"calibration failed: the {pooling}-pooled logit does not predict the eval labels")
+        best_key = min(fits, key=lambda k: fits[k]["eval_log_loss"])
+        temp0 = fit_temperature(pooled, y)
+        candidates[pooling] = dict(fits[best_key], without_length_scaling=dict(
+            evaluate(pooled / temp0), temperature=temp0, lexical_weight=0.0, bias=0.0, length_exponent=0.0))
+        if best_key[1]:
+            plain = min((k for k in fits if not k[1]), key=lambda k: fits[k]["eval_log_loss"], default=None)
+            if plain is not None:
+                candidates[pooling]["without_lexical"] = fits[plain]
     best = min(candidates, key=lambda k: candidates[k]["eval_log_loss"])
     out = {"pooling": best, "temperature": candidates[best]["temperature"],
-           "length_exponent": candidates[best]["length_exponent"], "candidates": candidates,
+           "length_exponent": candidates[best]["length_exponent"],
+           "lexical_weight": candidates[best]["lexical_weight"], "bias": candidates[best]["bias"],
+           "candidates": candidates,
            "eval_texts": len(texts), "eval_multi_window_texts": int(multi.sum()), "eval_windows": len(logits),
            "seconds": time.time() - t0}
     print(f"  [trainer] calibration on {len(texts)} eval texts ({int(multi.sum())} multi-window, {len(logits)} "
           f"windows, {out['seconds']:.0f}s): " + "; ".join(
-              f"{k}: exponent={v['length_exponent']} T={v['temperature']:.3f} log-loss={v['eval_log_loss']:.4f} "
-              f"acc={v['eval_accuracy']:.4f} multi-window acc={v['eval_accuracy_multi_window']:.4f} "
-              f"multi-window ECE={v['eval_ece_multi_window']:.4f} (without length scaling "
-              f"{v['without_length_scaling']['eval_ece_multi_window']:.4f})" for k, v in candidates.items())
+              f"{k}: exponent={v['length_exponent']} lexical={v['lexical_weight']:.3f} T={v['temperature']:.3f} "
+              f"bias={v['bias']:.3f} log-loss={v['eval_log_loss']:.4f} acc={v['eval_accuracy']:.4f} "
+              f"multi-window acc={v['eval_accuracy_multi_window']:.4f} "
+              f"multi-window ECE={v['eval_ece_multi_window']:.4f}" for k, v in candidates.items())
           + f" -> {best}", flush=True)
     return out
 
@@ -414,7 +501,8 @@ def run_fn(fn_args) -> None:
     steps_per_epoch = max(total_steps // epochs, 1)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
 
-    train_ds = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch_size, seed, shuffle=True)
+    train_ds = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, batch_size, seed, shuffle=True,
+                        bucket_pool=int(cfg.get("bucket_pool", 0)))
     eval_ds = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch_size, seed, shuffle=False)
 
     model = build_model(cfg["encoder_path"], seed)
@@ -433,18 +521,29 @@ def run_fn(fn_args) -> None:
           f"steps, batch {batch_size}, eval {fn_args.eval_steps} batches per epoch", flush=True)
     callbacks = [
         _Progress.make(epochs, steps_per_epoch),
-        keras.callbacks.EarlyStopping(monitor="val_loss", mode="min",
+        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                       patience=int(cfg["early_stopping_patience"]), restore_best_weights=True),
     ]
     t0 = time.time()
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=eval_ds,
                         validation_steps=int(fn_args.eval_steps), callbacks=callbacks, verbose=0)
     train_seconds = time.time() - t0
-    calibration = calibrate(model, cfg, fn_args.eval_files)
+    lexical, lexical_seconds = None, 0.0
+    if cfg.get("lexical_head"):
+        from training import lexical as lexical_lib
+
+        t1 = time.time()
+        lexical = lexical_lib.fit(*_read_eval_texts(fn_args.train_files), *_read_eval_texts(fn_args.eval_files),
+                                  seed=seed)
+        lexical_seconds = time.time() - t1
+        print(f"  [trainer] lexical head: {len(lexical.vocab):,} terms, C={lexical.c}, eval accuracy "
+              f"{lexical.eval_accuracy:.4f} ({lexical_seconds:.0f}s)", flush=True)
+    calibration = calibrate(model, cfg, fn_args.eval_files, lexical)
     max_len, stride = int(cfg["max_seq_length"]), int(cfg["window_stride"])
+    weight, bias = calibration["lexical_weight"], calibration["bias"]
     meta = export_scorer(model, cfg["vocab_file"], max_len, fn_args.serving_model_dir, stride,
                          int(cfg["max_windows"]), calibration["pooling"], calibration["temperature"],
-                         calibration["length_exponent"])
+                         calibration["length_exponent"], lexical, weight, bias)
     # Same weights / pooling / temperature with other window caps, for the report's accuracy-cost sweep (not
     # pushed; max_windows=1 is the single-window head+tail scorer of earlier versions).
     variants = {f"max_windows_{int(k)}": (max_len, stride, int(k)) for k in cfg.get("sweep_max_windows", [])
@@ -454,8 +553,10 @@ def run_fn(fn_args) -> None:
                      for n, s, k in cfg.get("sweep_windows", [])})
     for name, (n, s, k) in sorted(variants.items()):
         export_scorer(model, cfg["vocab_file"], n, os.path.join(fn_args.model_run_dir, "variants", name), s, k,
-                      calibration["pooling"], calibration["temperature"], calibration["length_exponent"])
-    summary = {"train_seconds": train_seconds, "epochs_run": len(history.history.get("loss", [])),
+                      calibration["pooling"], calibration["temperature"], calibration["length_exponent"], lexical,
+                      weight, bias)
+    summary = {"train_seconds": train_seconds, "lexical_seconds": lexical_seconds,
+               "epochs_run": len(history.history.get("loss", [])),
                "steps_per_epoch": steps_per_epoch, "scorer": meta, "calibration": calibration,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:

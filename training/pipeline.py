@@ -104,6 +104,8 @@ def create_pipeline(
     sweep_max_windows: tuple[int, ...] = (),
     sweep_windows: tuple[tuple[int, int, int], ...] = (),
     batch_size: int = 32,
+    bucket_pool: int = 0,
+    lexical_head: bool = False,
     epochs: int = 1,
     learning_rate: float = 5e-5,
     warmup_fraction: float = 0.1,
@@ -124,7 +126,9 @@ def create_pipeline(
     ``window_stride`` / ``max_windows`` / ``pooling`` ("auto" = chosen on the eval split) are the exported
     scorer's long-document settings (training/model.py); ``sweep_max_windows`` exports extra variants with other
     window caps (``sweep_windows``: other (max_seq_length, stride, max_windows)) into the Trainer's model_run folder
-    for the report."""
+    for the report.  ``bucket_pool`` > 1 trains on batches of similar length (pools of that many batches sorted by
+    length, training.model.length_bucketed); 0 keeps batches in shuffled order.  ``lexical_head`` fits the TF-IDF
+    head of training/lexical.py and lets calibration weigh it in (weight 0 = not exported)."""
     example_gen = tfx.components.ImportExampleGen(
         input_base=data_root,
         input_config=tfx.proto.Input(splits=[
@@ -156,7 +160,8 @@ def create_pipeline(
             "encoder_path": encoder_path, "vocab_file": vocab_file, "max_seq_length": max_seq_length,
             "window_stride": window_stride, "max_windows": max_windows, "pooling": pooling,
             "sweep_max_windows": list(sweep_max_windows), "sweep_windows": [list(w) for w in sweep_windows],
-            "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate,
+            "batch_size": batch_size, "bucket_pool": bucket_pool, "lexical_head": lexical_head, "epochs": epochs,
+            "learning_rate": learning_rate,
             "warmup_fraction": warmup_fraction, "weight_decay": weight_decay,
             "early_stopping_patience": early_stopping_patience, "seed": seed,
         },

