@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -33,19 +32,9 @@ import tensorflow as tf
 
 from training import data as data_lib
 from training import encoder_export, features, model, preprocessing, profiles
+from training.report import cpu_flags, cpu_model
 
 DEFAULTS = {"steps": 450, "lr": 8e-5, "pool": 0, "batch": 32, "bf16": 0, "epochs": 3, "warmup": 0.1}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
@@ -138,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     for split in data_lib.SPLITS:
         texts, labels = data_lib.read_split(root, split, originals_only=split != "train")
         splits[split] = (encode(texts, vocab, prof.max_seq_length), labels)
-    print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; TF {tf.__version__}; train {len(splits['train'][1])} "
-          f"(with window crops), eval snippets {len(splits['eval'][1])}, test snippets {len(splits['test'][1])}",
+    print(f"CPU: {cpu_model()} ({cpu_flags()}); {os.cpu_count()} cores; TF {tf.__version__}; "
+          f"train {len(splits['train'][1])} (with window crops), eval snippets {len(splits['eval'][1])}, "
+          f"test snippets {len(splits['test'][1])}",
           flush=True)
     for spec in args.variant:
         name, cfg = parse_variant(spec)

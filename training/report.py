@@ -470,7 +470,7 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
     ]
     if any(k.startswith("model_windows_") for k in results):
         lines += ["### Accuracy by length bucket (windows the scorer reads; whole test split)", "",
-                  "| windows | n | MiniLM accuracy | MiniLM AUC | TF-IDF + LR accuracy | TF-IDF + LR AUC |",
+                  "| windows | n | scorer accuracy | scorer AUC | TF-IDF + LR accuracy | TF-IDF + LR AUC |",
                   "|---|---|---|---|---|---|"]
         for b in ("1", "2-4", "5+"):
             m, bl = results.get(f"model_windows_{b}"), results.get(f"baseline_windows_{b}")
@@ -493,7 +493,8 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
                   f"| all test | **{c['ece_test_all']:.4f}** | {c['ece_test_all_uncalibrated']:.4f} |",
                   f"| tweets (OOD) | {c['ece_ood']:.4f} | |", ""]
         if cal.get("candidates"):
-            lines += ["Pooling and length scaling chosen on the eval split (lowest log-loss after temperature scaling;"
+            lines += ["Pooling, length scaling and lexical weight chosen on the eval split (lowest log-loss after "
+                      "Platt scaling;"
                       f" {cal.get('eval_texts')} eval texts, {cal.get('eval_multi_window_texts')} of them "
                       "multi-window). The pooled logit is multiplied by windows ** exponent (grid 0..1; 0 = none); "
                       "the lexical head's logit is added with weight b (0 = encoder only); c = bias:",
