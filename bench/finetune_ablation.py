@@ -83,11 +83,7 @@ def run_variant(name: str, cfg: dict, encoder: str, train, eval_, test, seed: in
         ds = model.length_bucketed(ds, batch, int(cfg["pool"]), seed)
     ds = ds.map(model._trim_to_longest).prefetch(1)
     m = model.build_model(encoder, seed)
-    opt = keras.optimizers.AdamW(
-        learning_rate=model.WarmupLinearDecay.make(cfg["lr"], steps_per_epoch * epochs,
-                                                   int(steps_per_epoch * epochs * cfg["warmup"])),
-        weight_decay=0.01, epsilon=1e-6)
-    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "LayerNorm", "layer_norm"])
+    opt = model.make_optimizer(cfg["lr"], steps_per_epoch * epochs, cfg["warmup"], 0.01)
     m.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(from_logits=True))
     history = []
     t0 = time.time()

@@ -129,6 +129,16 @@ def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size: int, 
     return ds.map(_trim_to_longest, num_parallel_calls=1).prefetch(1)
 
 
+def make_optimizer(peak_learning_rate: float, total_steps: int, warmup_fraction: float, weight_decay: float):
+    """AdamW with linear warm-up then linear decay; no weight decay on LayerNorm parameters and biases."""
+    keras = _keras()
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=WarmupLinearDecay.make(peak_learning_rate, total_steps, int(total_steps * warmup_fraction)),
+        weight_decay=weight_decay, epsilon=1e-6)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "LayerNorm", "layer_norm"])
+    return optimizer
+
+
 def build_model(encoder_path: str, seed: int, dropout: float = 0.1):
     import tensorflow_hub as hub
 
@@ -377,8 +387,8 @@ def window_logits_batched(module: ScorerModule, texts: list[str], batch_size: in
     return np.concatenate(all_logits), np.concatenate(all_index)
 
 
-def _read_eval_texts(file_patterns) -> tuple[list[str], list[int]]:
-    """(text, label) of the transformed eval split (Transform passes the raw text through)."""
+def _read_texts(file_patterns) -> tuple[list[str], list[int]]:
+    """(text, label) of a transformed split (Transform passes the raw text through)."""
     patterns = [file_patterns] if isinstance(file_patterns, str) else list(file_patterns)
     files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
     gz = all(f.endswith(".gz") for f in files)
@@ -401,7 +411,7 @@ def fit_logistic(x, labels) -> tuple[list[float], float]:
     return [float(w) for w in clf.coef_[0]], float(clf.intercept_[0])
 
 
-def calibrate(model, cfg: dict, eval_pattern, lexical=None) -> dict:
+def calibrate(model, cfg: dict, texts: list[str], labels: list[int], lexical=None) -> dict:
     """Choose the pooling and length exponent, and fit temperature, bias and (with ``lexical``) the lexical weight
     on the eval split, after pooling; the lowest eval log-loss wins (see module docstring).
 
@@ -413,7 +423,6 @@ def calibrate(model, cfg: dict, eval_pattern, lexical=None) -> dict:
 
     max_len = int(cfg["max_seq_length"])
     module = ScorerModule(model, cfg["vocab_file"], max_len, int(cfg["window_stride"]), int(cfg["max_windows"]))
-    texts, labels = _read_eval_texts(eval_pattern)
     y = np.asarray(labels)
     t0 = time.time()
     logits, index = window_logits_batched(module, texts)
@@ -506,13 +515,9 @@ def run_fn(fn_args) -> None:
     eval_ds = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, batch_size, seed, shuffle=False)
 
     model = build_model(cfg["encoder_path"], seed)
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=WarmupLinearDecay.make(float(cfg["learning_rate"]), steps_per_epoch * epochs,
-                                             int(steps_per_epoch * epochs * float(cfg["warmup_fraction"]))),
-        weight_decay=float(cfg["weight_decay"]), epsilon=1e-6)
-    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "LayerNorm", "layer_norm"])
     model.compile(
-        optimizer=optimizer,
+        optimizer=make_optimizer(float(cfg["learning_rate"]), steps_per_epoch * epochs,
+                                 float(cfg["warmup_fraction"]), float(cfg["weight_decay"])),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0),
                  keras.metrics.AUC(name="auc", from_logits=True)],
@@ -528,17 +533,17 @@ def run_fn(fn_args) -> None:
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=eval_ds,
                         validation_steps=int(fn_args.eval_steps), callbacks=callbacks, verbose=0)
     train_seconds = time.time() - t0
+    eval_texts, eval_labels = _read_texts(fn_args.eval_files)
     lexical, lexical_seconds = None, 0.0
     if cfg.get("lexical_head"):
         from training import lexical as lexical_lib
 
         t1 = time.time()
-        lexical = lexical_lib.fit(*_read_eval_texts(fn_args.train_files), *_read_eval_texts(fn_args.eval_files),
-                                  seed=seed)
+        lexical = lexical_lib.fit(*_read_texts(fn_args.train_files), eval_texts, eval_labels, seed=seed)
         lexical_seconds = time.time() - t1
         print(f"  [trainer] lexical head: {len(lexical.vocab):,} terms, C={lexical.c}, eval accuracy "
               f"{lexical.eval_accuracy:.4f} ({lexical_seconds:.0f}s)", flush=True)
-    calibration = calibrate(model, cfg, fn_args.eval_files, lexical)
+    calibration = calibrate(model, cfg, eval_texts, eval_labels, lexical)
     max_len, stride = int(cfg["max_seq_length"]), int(cfg["window_stride"])
     weight, bias = calibration["lexical_weight"], calibration["bias"]
     meta = export_scorer(model, cfg["vocab_file"], max_len, fn_args.serving_model_dir, stride,
