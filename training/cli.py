@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print("== preparing data splits", flush=True)
     data_root = data_lib.prepare(args.data, work / "data", seed=prof.seed, max_examples=prof.max_examples,
                                  tfds_data_dir=args.tfds_data_dir, docs=prof.pseudo_docs(),
-                                 windowing=prof.windowing(vocab))
+                                 windowing=prof.windowing(vocab), split_by_group=prof.split_by_group)
     info = json.loads((pathlib.Path(data_root) / "splits.json").read_text())
     print(f"   {data_root}: {info['counts']} (pseudo-documents {info['pseudo_documents']})", flush=True)
 

@@ -10,7 +10,9 @@ Sources (``--data``):
 
 Every source is turned into tf.Example TFRecords under ``<out>/{train,eval,test}/`` that ImportExampleGen reads.
 Texts are de-duplicated, shuffled with a fixed seed and split 80/10/10.  A source with a ``group`` column (Rotten
-Tomatoes: the movie) is split by group, so no movie of the test split has a snippet in train or eval.
+Tomatoes: the movie) is split by group, so no movie of the test split has a snippet in train or eval
+(``split_by_group=False`` splits the texts at random instead: the protocol of the first model's 0.848, where test
+movies also have snippets in train -- easier, kept for like-for-like comparisons).
 
 Pseudo-documents (``PseudoDocs``, sources with groups only), built inside each split from that split's texts:
   eval, test  documents of 5-20 texts of the same group and label, joined with spaces (a long-review stand-in:
@@ -192,12 +194,13 @@ def to_example(row: dict):
     return tf.train.Example(features=tf.train.Features(feature=feats))
 
 
-def split_frame(df: pd.DataFrame, seed: int, max_examples: int | None) -> dict[str, pd.DataFrame]:
+def split_frame(df: pd.DataFrame, seed: int, max_examples: int | None,
+                by_group: bool = True) -> dict[str, pd.DataFrame]:
     if features.TEXT_KEY in df.columns:
         df = df.drop_duplicates(subset=[features.TEXT_KEY])
     rng = np.random.default_rng(seed)
     df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
-    grouped = "group" in df.columns
+    grouped = by_group and "group" in df.columns
     if grouped:  # whole groups, in a seeded random order
         order = {g: i for i, g in enumerate(rng.permutation(df["group"].unique()))}
         df = df.iloc[np.argsort(df["group"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
@@ -268,8 +271,10 @@ def default_vocab_file() -> str:
     return str(encoder_export.minilm_model_dir() / "vocab.txt")
 
 
-def _fingerprint(spec: str, seed: int, max_examples: int | None, docs: PseudoDocs, windowing: Windowing) -> str:
-    h = hashlib.sha256(f"{_FORMAT_VERSION}|{spec}|{seed}|{max_examples}|{docs}|{windowing}".encode())
+def _fingerprint(spec: str, seed: int, max_examples: int | None, docs: PseudoDocs, windowing: Windowing,
+                 split_by_group: bool = True) -> str:
+    random_split = "" if split_by_group else "|random-split"  # folders prepared before the option keep their name
+    h = hashlib.sha256(f"{_FORMAT_VERSION}|{spec}|{seed}|{max_examples}|{docs}|{windowing}{random_split}".encode())
     kind, _, arg = spec.partition(":")
     if kind in ("csv", "jsonl") and os.path.exists(arg):
         st = os.stat(arg)
@@ -279,21 +284,21 @@ def _fingerprint(spec: str, seed: int, max_examples: int | None, docs: PseudoDoc
 
 def prepare(spec: str, out_root: str | os.PathLike, seed: int = 42, max_examples: int | None = None,
             tfds_data_dir: str | None = None, docs: PseudoDocs | None = None,
-            windowing: Windowing | None = None) -> str:
+            windowing: Windowing | None = None, split_by_group: bool = True) -> str:
     """Write the splits of ``spec`` as TFRecords under a cached, fingerprinted folder; return the folder."""
     import tensorflow as tf
 
     docs = docs or PseudoDocs()
     windowing = windowing or Windowing()
     name = spec.partition(":")[0]
-    out = pathlib.Path(out_root) / f"{name}-{_fingerprint(spec, seed, max_examples, docs, windowing)}"
+    out = pathlib.Path(out_root) / f"{name}-{_fingerprint(spec, seed, max_examples, docs, windowing, split_by_group)}"
     if (out / "DONE").exists():
         log.info("data already prepared at %s", out)
         return str(out)
     df = load_source(spec, tfds_data_dir=tfds_data_dir)
     if len(df) == 0:
         raise ValueError(f"data source {spec!r} has no rows")
-    splits = split_frame(df, seed, max_examples)
+    splits = split_frame(df, seed, max_examples, by_group=split_by_group)
     counts, doc_counts, groups = {}, {}, {}
     for split, part in splits.items():
         pseudo = pseudo_documents(part, split, docs, seed)
@@ -310,7 +315,8 @@ def prepare(spec: str, out_root: str | os.PathLike, seed: int = 42, max_examples
                 w.write(to_example(row).SerializeToString())
         counts[split] = len(part)
     (out / "splits.json").write_text(json.dumps({
-        "source": spec, "seed": seed, "max_examples": max_examples, "counts": counts,
+        "source": spec, "seed": seed, "max_examples": max_examples, "split_by_group": split_by_group,
+        "counts": counts,
         "pseudo_documents": doc_counts, "groups": groups, "docs": dataclasses.asdict(docs),
         "windowing": {k: v for k, v in dataclasses.asdict(windowing).items() if k != "vocab_file"}}, indent=2))
     (out / "DONE").write_text("ok")

