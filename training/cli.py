@@ -95,7 +95,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training import pipeline as pipeline_lib
     from training.runners import local_runner
 
-    prof = profiles.with_overrides(profiles.get_profile(args.profile), args.set)
+    try:
+        prof = profiles.with_overrides(profiles.get_profile(args.profile), args.set)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     work = pathlib.Path(args.work_dir).resolve()
     model_base = pathlib.Path(args.model_base).resolve()
     work.mkdir(parents=True, exist_ok=True)

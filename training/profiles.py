@@ -165,9 +165,15 @@ def with_overrides(profile: Profile, overrides: list[str] | None) -> Profile:
         if not sep or key not in fields:
             raise ValueError(f"bad --set {item!r}: use FIELD=VALUE with FIELD one of {sorted(fields)}")
         try:
-            changes[key] = ast.literal_eval(value)
+            new = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            changes[key] = value
+            new = value
+        old = getattr(profile, key)
+        same_kind = (isinstance(new, bool) == isinstance(old, bool)
+                     and (isinstance(new, type(old)) or (isinstance(old, float) and isinstance(new, int))))
+        if old is not None and new is not None and not same_kind:
+            raise ValueError(f"bad --set {item!r}: {key} expects {type(old).__name__} (e.g. {old!r})")
+        changes[key] = new
     return dataclasses.replace(profile, **changes)
 
 

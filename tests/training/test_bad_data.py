@@ -52,3 +52,40 @@ def test_jsonl_source_reads_user_data(tmp_path):
     # GOOD has 2 distinct texts: duplicates are dropped before splitting.
     assert sorted(set(labels.tolist())) in ([0, 1], [0], [1])
     assert set(texts) <= {t for t, _ in GOOD}
+
+
+def _train_cli(*args: str):
+    """``python -m training.cli train ...`` in a subprocess, as a user runs it (README)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    return subprocess.run([sys.executable, "-m", "training.cli", "train", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_set_reaches_data_preparation(tmp_path, ci_encoder):
+    """--set split_by_group=False is applied to the prepared splits (the run then stops at validation)."""
+    write, expected = CASES["labels_outside_0_1"]
+    data = tmp_path / "data.csv"
+    write(data)
+    proc = _train_cli("--profile", "ci", "--data", f"csv:{data}", "--set", "split_by_group=False",
+                      "--model-base", str(tmp_path / "models"), "--work-dir", str(tmp_path / "work"),
+                      "--encoder", ci_encoder)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    (info,) = (tmp_path / "work" / "data").glob("*/splits.json")
+    assert json.loads(info.read_text())["split_by_group"] is False
+
+
+@pytest.mark.parametrize("item, expected", [("no_such_field=1", "FIELD one of"),
+                                            ("split_by_group=maybe", "split_by_group expects bool"),
+                                            ("train_steps=1.5", "train_steps expects int")])
+def test_bad_set_is_a_one_line_error(tmp_path, item, expected):
+    proc = _train_cli("--profile", "ci", "--set", item, "--model-base", str(tmp_path / "m"),
+                      "--work-dir", str(tmp_path / "w"))
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"bad --set {item!r}" in errors[0] and expected in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
