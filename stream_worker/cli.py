@@ -234,6 +234,15 @@ def train(
     work_dir: Annotated[
         Path, Opt(envvar="SCORER_TRAIN_WORK_DIR", help="Pipeline root (artifacts, metadata, report).")
     ] = Path("runs/train"),
+    set_: Annotated[
+        list[str] | None,
+        Opt(
+            "--set",
+            metavar="FIELD=VALUE",
+            help="Override one profile field (repeatable), e.g. --set train_steps=500 or --set split_by_group=False "
+            "(fields: training/profiles.py).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the training command as JSON and exit.")] = False,
 ) -> None:
     """Run the TFX training pipeline (Python 3.10 environment) and push a new model version."""
@@ -242,10 +251,11 @@ def train(
     if profile not in ("ci", "demo", "default"):
         typer.echo(f"scorer: error: unknown profile {profile!r}; choose ci, demo or default", err=True)
         raise typer.Exit(2)
+    overrides = list(set_ or [])
     if dry_run:
-        typer.echo(json.dumps({"command": training_command(profile, data, model_base, work_dir)}))
+        typer.echo(json.dumps({"command": training_command(profile, data, model_base, work_dir, overrides)}))
         return
-    raise typer.Exit(run_training(profile, data, model_base, work_dir))
+    raise typer.Exit(run_training(profile, data, model_base, work_dir, overrides))
 
 
 @app.command()

@@ -23,7 +23,7 @@ def training_available() -> bool:
     return (REPO / "training" / "cli.py").is_file() and SETUP_SCRIPT.is_file()
 
 
-def run_training(profile: str, data: str, model_base: Path, work_dir: Path) -> int:
+def run_training(profile: str, data: str, model_base: Path, work_dir: Path, overrides: list[str] | None = None) -> int:
     """Set up the training environment if needed, run the pipeline, return its exit code."""
     if not training_available():
         raise ConfigError("the training pipeline is not in this checkout (training/, scripts/setup_training_env.sh)")
@@ -33,12 +33,14 @@ def run_training(profile: str, data: str, model_base: Path, work_dir: Path) -> i
     # google-api-core warns about Python 3.10 support once per import (~34 FutureWarning lines) and buries the
     # pipeline's progress; they concern the training environment's pinned Python, not the user.
     env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning"}
-    command = training_command(profile, data, model_base, work_dir)
+    command = training_command(profile, data, model_base, work_dir, overrides)
     return subprocess.run(command, cwd=REPO, env=env, stdout=sys.stdout, stderr=sys.stderr, check=False).returncode
 
 
-def training_command(profile: str, data: str, model_base: Path, work_dir: Path) -> list[str]:
-    """The command ``scorer train`` runs in the training environment."""
+def training_command(
+    profile: str, data: str, model_base: Path, work_dir: Path, overrides: list[str] | None = None
+) -> list[str]:
+    """The command ``scorer train`` runs in the training environment (``overrides``: its ``--set`` items)."""
     return [
         str(TRAIN_PYTHON),
         "-m",
@@ -52,4 +54,5 @@ def training_command(profile: str, data: str, model_base: Path, work_dir: Path) 
         str(model_base.resolve()),
         "--work-dir",
         str(work_dir.resolve()),
+        *(arg for item in overrides or [] for arg in ("--set", item)),
     ]

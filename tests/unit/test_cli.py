@@ -206,6 +206,10 @@ def test_train_dry_run_flags_env_and_precedence(tmp_path: Path) -> None:
     assert command[command.index("--profile") + 1] == "ci"  # flag beats env
     assert command[command.index("--data") + 1] == "csv:/d.csv"
     assert command[command.index("--work-dir") + 1] == str(tmp_path / "w")
+    assert "--set" not in command
+    proc = run("train", "--dry-run", "--set", "split_by_group=False", "--set", "train_steps=500")
+    command = json.loads(proc.stdout)["command"]
+    assert command[-4:] == ["--set", "split_by_group=False", "--set", "train_steps=500"]  # passed through, in order
     proc = run("train", "--profile", "huge")
     assert proc.returncode == 2 and "unknown profile" in proc.stderr
     no_traceback(proc)
