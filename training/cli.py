@@ -90,16 +90,17 @@ def _find_error(exc: BaseException, cls_name: str) -> BaseException | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _setup_logging()
-    from training import data as data_lib
-    from training import encoder_export, profiles
-    from training import pipeline as pipeline_lib
-    from training.runners import local_runner
+    from training import profiles
 
-    try:
+    try:  # before the TFX imports below, so that a mistyped --set fails at once
         prof = profiles.with_overrides(profiles.get_profile(args.profile), args.set)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from training import data as data_lib
+    from training import encoder_export
+    from training import pipeline as pipeline_lib
+    from training.runners import local_runner
     work = pathlib.Path(args.work_dir).resolve()
     model_base = pathlib.Path(args.model_base).resolve()
     work.mkdir(parents=True, exist_ok=True)

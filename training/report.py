@@ -421,13 +421,14 @@ def write_report(work_dir: pathlib.Path, pipeline_root: pathlib.Path, data_root:
     ours = "fine-tuned MiniLM + lexical head" if meta.get("lexical") else "fine-tuned MiniLM"
     cal = summary.get("calibration", {})
     docs_info = splits_info.get("pseudo_documents", {})
-    by_movie = bool(splits_info.get("groups", {}).get("test")) and splits_info.get("split_by_group", True)
-    split_kind = "movie" if by_movie else (
-        "text at random (test movies also have snippets in train)" if splits_info.get("groups", {}).get("test")
-        else "text")
-    test_what = ("movies never seen in training or model selection" if by_movie else
-                 "texts never seen in training or model selection; random split, so the same movies have other "
-                 "snippets in train")
+    if not splits_info.get("groups", {}).get("test"):  # a source without groups (csv, jsonl, tfds)
+        split_kind, test_what = "text", "texts never seen in training or model selection"
+    elif splits_info.get("split_by_group", True):
+        split_kind, test_what = "movie", "movies never seen in training or model selection"
+    else:
+        split_kind = "text at random (test movies also have snippets in train)"
+        test_what = ("texts never seen in training or model selection; random split, so the same movies have "
+                     "other snippets in train")
     lines = [
         f"# Sentiment scorer training report — profile `{profile.name}`",
         "",
