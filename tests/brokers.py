@@ -57,6 +57,19 @@ def fetch_kafka_libs() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID) that never starts with '-'.
+
+    ``kafka-storage format -t ID`` parses its arguments with argparse, so an id beginning with '-' (one in 64 of
+    random ones) is read as an option and the format fails ("expected one argument").  Kafka's own
+    ``Uuid.randomUuid`` skips such ids for the same reason; we draw again too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").exists():
@@ -178,7 +191,7 @@ class KafkaBroker:
             "-cp",
             f"{libs}/*",
         ]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         fmt = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
             capture_output=True,

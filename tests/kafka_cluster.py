@@ -13,7 +13,6 @@ The jars, the Java binary, the log4j2 config and the port helpers are those of t
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import signal
@@ -26,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:
-    from tests.brokers import _LOG4J2, _java, fetch_kafka_libs
+    from tests.brokers import _LOG4J2, _java, fetch_kafka_libs, new_cluster_id
 except ModuleNotFoundError:  # tests/ itself on sys.path
-    from brokers import _LOG4J2, _java, fetch_kafka_libs  # type: ignore[no-redef]
+    from brokers import _LOG4J2, _java, fetch_kafka_libs, new_cluster_id  # type: ignore[no-redef]
 
 from stream_worker.broker import free_port, wait_until_serving
 
@@ -74,7 +73,7 @@ class KafkaCluster:
         self.extra_config = dict(extra_config or {})
         self.workdir: Path | None = None
         self.nodes: dict[int, _Node] = {}
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = new_cluster_id()
         self.startup_seconds: float | None = None
 
     # --- addresses --------------------------------------------------------------------------------------------

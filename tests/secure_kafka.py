@@ -11,19 +11,17 @@ that trusts only it must refuse the broker).  Listeners, all on loopback:
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stream_worker.broker import free_port, wait_until_serving
-from tests.brokers import _LOG4J2, _java, fetch_kafka_libs
+from tests.brokers import _LOG4J2, _java, fetch_kafka_libs, new_cluster_id
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
@@ -206,7 +204,7 @@ class SecureKafkaBroker:
             for user, password in self.users.items()
             for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")
         ]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         fmt = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram],
             capture_output=True,
