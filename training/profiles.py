@@ -152,13 +152,35 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+_SCALARS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+
+
+def _field_kinds(annotation: str) -> tuple[type, ...]:
+    """``"int | None"`` -> ``(int, NoneType)``; the outer type of anything else (``tuple[...]`` -> ``(tuple,)``)."""
+    kinds = []
+    for part in annotation.split("|"):
+        name = part.strip().split("[", 1)[0]
+        kinds.append(_SCALARS.get(name) or {"tuple": tuple, "list": list, "dict": dict}.get(name, object))
+    return tuple(kinds)
+
+
+def _fits(value: object, kinds: tuple[type, ...]) -> bool:
+    """Does a literal from ``--set`` fit a field of these kinds?  bool is not an int here; an int is a float."""
+    if isinstance(value, bool):
+        return bool in kinds or object in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return any(kind is not bool and isinstance(value, kind) for kind in kinds)
+
+
 def with_overrides(profile: Profile, overrides: list[str] | None) -> Profile:
     """``["train_docs=0", "max_windows=8", ...]`` -> a copy of ``profile`` with those fields replaced."""
     import ast
 
     if not overrides:
         return profile
-    fields = {f.name for f in dataclasses.fields(Profile)}
+    annotations = {f.name: str(f.type) for f in dataclasses.fields(Profile)}
+    fields = set(annotations)
     changes = {}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -168,11 +190,11 @@ def with_overrides(profile: Profile, overrides: list[str] | None) -> Profile:
             new = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             new = value
-        old = getattr(profile, key)
-        same_kind = (isinstance(new, bool) == isinstance(old, bool)
-                     and (isinstance(new, type(old)) or (isinstance(old, float) and isinstance(new, int))))
-        if old is not None and new is not None and not same_kind:
-            raise ValueError(f"bad --set {item!r}: {key} expects {type(old).__name__} (e.g. {old!r})")
+        expected = _field_kinds(annotations[key])
+        if str in expected and not isinstance(new, str):
+            new = value  # a str field takes the text as written ("--set name=123")
+        if not _fits(new, expected):
+            raise ValueError(f"bad --set {item!r}: {key} expects {annotations[key]} (e.g. {getattr(profile, key)!r})")
         changes[key] = new
     return dataclasses.replace(profile, **changes)
 

@@ -67,3 +67,11 @@ def test_profile_overrides():
     assert (p.train_docs, p.pooling, p.sweep_max_windows) == (0, "mean", (1, 2))
     with pytest.raises(ValueError):
         profiles.with_overrides(p, ["no_such_field=1"])
+    # None only where the field is optional; an optional int still wants an int; an int fits a float field
+    assert profiles.with_overrides(p, ["num_layers=None"]).num_layers is None
+    assert profiles.with_overrides(p, ["num_layers=4"]).num_layers == 4
+    assert profiles.with_overrides(p, ["learning_rate=1"]).learning_rate == 1
+    assert profiles.with_overrides(p, ["name=123"]).name == "123"
+    for bad in ("train_steps=None", "num_layers=four", "num_layers=True", "train_docs=1.5", "sweep_max_windows=3"):
+        with pytest.raises(ValueError, match="expects"):
+            profiles.with_overrides(p, [bad])
