@@ -2,7 +2,8 @@
 # The README's test command (`make test`) and what CI runs.
 #   1. worker environment + lint (ruff, mypy on stream_worker/)
 #   2. training environment + training tests (real TFX pipeline, ci profile, pushes a model to .cache/ci-run)
-#   3. worker unit + integration tests against real Apache Kafka and tansu, incl. the pushed real model
+#   3. worker unit + integration tests against real Apache Kafka and tansu, incl. the pushed real model (the 15
+#      slowest listed at the end: CI should stay under 30 min)
 #   4. `scorer bench --quick` on that model (the benchmark must run; it asserts no timings)
 # A skipped test fails the run (SCORER_TEST_NO_SKIP=1): an integration test that did not run proves nothing.
 set -uo pipefail
@@ -18,7 +19,7 @@ if [[ -x scripts/test_training.sh ]]; then
   bash scripts/test_training.sh || status=1
 fi
 echo "==> worker tests (Python 3.11, TF 2.21) against Apache Kafka and tansu" >&2
-.venv/bin/python -m pytest tests --ignore=tests/training -v -rs -p no:cacheprovider "$@" || status=1
+.venv/bin/python -m pytest tests --ignore=tests/training -v -rs -p no:cacheprovider --durations=15 "$@" || status=1
 echo "==> scorer bench --quick (smoke run of the benchmark on the ci model; no timing assertions)" >&2
 .venv/bin/scorer bench --quick --model-dir "${SCORER_CI_RUN_DIR:-.cache/ci-run}/serving_model" \
   --output-dir .cache/bench-quick || status=1
