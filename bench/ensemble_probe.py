@@ -45,13 +45,9 @@ def fit_view(x_train, y_train, x_eval, y_eval, x_test, nb: bool = False):
         neg = 1.0 + x_train[y_train == 0].sum(0)
         r = sparse.diags(np.asarray(np.log((pos / pos.sum()) / (neg / neg.sum()))).ravel())
         x_train, x_eval, x_test = x_train @ r, x_eval @ r, x_test @ r
-    best = None
-    for c in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
-        clf = LogisticRegression(C=c, max_iter=3000).fit(x_train, y_train)
-        acc = float((clf.predict(x_eval) == y_eval).mean())
-        if best is None or acc > best[0]:
-            best = (acc, c, clf)
-    return best[2].decision_function(x_eval), best[2].decision_function(x_test), best[1]
+    _, c, clf = lexical.best_c_on_eval(lambda c: LogisticRegression(C=c, max_iter=3000),
+                                       (0.5, 1.0, 2.0, 4.0, 8.0, 16.0), x_train, y_train, x_eval, y_eval)
+    return clf.decision_function(x_eval), clf.decision_function(x_test), c
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,16 +152,12 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-_SCALARS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None), "tuple": tuple}
 
 
 def _field_kinds(annotation: str) -> tuple[type, ...]:
-    """``"int | None"`` -> ``(int, NoneType)``; the outer type of anything else (``tuple[...]`` -> ``(tuple,)``)."""
-    kinds = []
-    for part in annotation.split("|"):
-        name = part.strip().split("[", 1)[0]
-        kinds.append(_SCALARS.get(name) or {"tuple": tuple, "list": list, "dict": dict}.get(name, object))
-    return tuple(kinds)
+    """``"int | None"`` -> ``(int, NoneType)``; ``tuple[...]`` -> ``(tuple,)``; an unknown name -> ``(object,)``."""
+    return tuple(_KINDS.get(part.strip().split("[", 1)[0], object) for part in annotation.split("|"))
 
 
 def _fits(value: object, kinds: tuple[type, ...]) -> bool:
@@ -170,7 +166,7 @@ def _fits(value: object, kinds: tuple[type, ...]) -> bool:
         return bool in kinds or object in kinds
     if isinstance(value, int) and float in kinds:
         return True
-    return any(kind is not bool and isinstance(value, kind) for kind in kinds)
+    return any(isinstance(value, kind) for kind in kinds)
 
 
 def with_overrides(profile: Profile, overrides: list[str] | None) -> Profile:
@@ -180,12 +176,11 @@ def with_overrides(profile: Profile, overrides: list[str] | None) -> Profile:
     if not overrides:
         return profile
     annotations = {f.name: str(f.type) for f in dataclasses.fields(Profile)}
-    fields = set(annotations)
     changes = {}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"bad --set {item!r}: use FIELD=VALUE with FIELD one of {sorted(fields)}")
+        if not sep or key not in annotations:
+            raise ValueError(f"bad --set {item!r}: use FIELD=VALUE with FIELD one of {sorted(annotations)}")
         try:
             new = ast.literal_eval(value)
         except (ValueError, SyntaxError):
