@@ -46,7 +46,7 @@ def fit_view(x_train, y_train, x_eval, y_eval, x_test, nb: bool = False):
         r = sparse.diags(np.asarray(np.log((pos / pos.sum()) / (neg / neg.sum()))).ravel())
         x_train, x_eval, x_test = x_train @ r, x_eval @ r, x_test @ r
     _, c, clf = lexical.best_c_on_eval(lambda c: LogisticRegression(C=c, max_iter=3000),
-                                       (0.5, 1.0, 2.0, 4.0, 8.0, 16.0), x_train, y_train, x_eval, y_eval)
+                                       lexical.BASELINE_C_GRID, x_train, y_train, x_eval, y_eval)
     return clf.decision_function(x_eval), clf.decision_function(x_test), c
 
 

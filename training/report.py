@@ -94,12 +94,12 @@ def tfidf_baseline(train: tuple[list[str], np.ndarray], evals: tuple[list[str], 
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from training.lexical import best_c_on_eval
+    from training.lexical import BASELINE_C_GRID, best_c_on_eval
 
     _, c, clf = best_c_on_eval(
         lambda c: make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
                                 LogisticRegression(C=c, max_iter=2000, random_state=seed)),
-        (0.5, 1.0, 2.0, 4.0, 8.0, 16.0), train[0], train[1], evals[0], evals[1])
+        BASELINE_C_GRID, train[0], train[1], evals[0], evals[1])
     return (lambda texts: clf.predict_proba(texts)[:, 1]), c
 
 
