@@ -313,15 +313,37 @@ def _or_exit(make: Any) -> Any:
 
 
 def main() -> None:
+    """The console script.  Every mistake a user can make on the command line (an unknown flag or command, a bad
+    value, a missing argument) and every configuration error ends in one line on stderr and a non-zero exit:
+    click's usage errors are caught here instead of being drawn as a framed box."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ banner lines are not our logs
+    command = typer.main.get_command(app)
     try:
-        app()
+        code = command.main(prog_name="scorer", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors: unknown flag or command, bad value, missing argument
+        sys.exit(_usage_error(exc))
+    except typer.Abort:
+        sys.exit(130)
     except (ConfigError, ModelError) as exc:
         print(f"scorer: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except ScorerError as exc:
         print(f"scorer: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """A usage error as one line, ``scorer: error: <what> (see 'scorer worker --help')``; plain ``scorer`` (no
+    command) prints the help instead, as before."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help(), file=sys.stderr)
+        return 2
+    message = " ".join(exc.format_message().split())
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    print(f"scorer: error: {message}{hint}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":

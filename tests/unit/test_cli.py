@@ -227,6 +227,46 @@ def test_no_subcommand_shows_usage() -> None:
     assert "worker" in proc.stdout + proc.stderr and "produce" in proc.stdout + proc.stderr
 
 
+COMMANDS = ["worker", "serve", "produce", "tail", "broker", "train", "demo", "bench"]
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The run failed with exactly one non-empty stderr line, ``scorer: error: ...``, and nothing on stdout."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("scorer: error: "), proc.stderr
+    assert not proc.stdout.strip(), proc.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unknown_flag_is_one_line(command: str) -> None:
+    line = one_error_line(run(command, "--no-such-flag"))
+    assert "--no-such-flag" in line and f"scorer {command} --help" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["no-such-command"], "no-such-command"),
+        (["worker", "--max-batch-size", "many"], "max-batch-size"),  # not an integer (parser)
+        (["worker", "--delivery", "twice"], "--delivery"),  # not one of the choices (parser)
+        (["worker", "--input-topic"], "--input-topic"),  # a flag without its value
+        (["serve", "--port", "http"], "--port"),
+        (["produce", "--limit", "x"], "--limit"),
+        (["produce", "a.jsonl", "b.jsonl"], "unexpected extra argument"),
+        (["tail", "--max-messages", "-"], "--max-messages"),
+        (["broker", "--port", "ninety"], "--port"),
+        (["train", "--profile", "huge"], "unknown profile"),
+        (["demo", "--messages", "lots"], "--messages"),
+        (["bench", "--rounds", "two"], "--rounds"),
+    ],
+)
+def test_bad_values_are_one_line(args: list[str], needle: str) -> None:
+    line = one_error_line(run(*args))
+    assert needle.lower() in line.lower(), line
+
+
 # --- scorer produce: everything is checked before anything is published ------------------------------------------
 BAD_FILES = {
     "bad.jsonl": (
