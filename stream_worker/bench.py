@@ -39,7 +39,6 @@ from .demo import load_reviews
 from .settings import Settings
 
 console = Console(stderr=True)
-MFLOP_PER_TOKEN = 21.0  # MiniLM-L6 (6 layers, hidden 384): ~2 x 10.6M weights per token incl. attention
 
 
 @dataclass
@@ -106,6 +105,43 @@ def real_tokens(model_dir: Path, texts: list[str]) -> int:
     tokenizer = tf_text.BertTokenizer(str(vocab), lower_case=True)
     counts = tokenizer.tokenize(texts).merge_dims(-2, -1).row_lengths().numpy()
     return int(sum(int(c) + 2 for c in counts))
+
+
+def model_cost(model_dir: Path) -> dict[str, Any]:
+    """Forward-pass cost per real token, read from the served model's own weights (not assumed).
+
+    Each weight matrix of a layer that every token passes through costs one multiply-add (2 FLOP) per token, so
+    the cost is 2 x the number of such weights.  Lookup tables are not layers: a variable named like an
+    embedding, or a matrix with far more rows than columns (a vocabulary), is left out.  Attention's own score and
+    context products (4 x window x hidden per layer) add a few per cent at 64-token windows and are not counted.
+    Returns ``{"mflop_per_token", "matrices", "hidden_sizes"}``.
+    """
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from .model_repo import is_complete, versions
+
+    served = next((v for v in versions(model_dir) if is_complete(v.path)), None)  # the newest, as the worker does
+    if served is None:
+        return {"mflop_per_token": 0.0, "matrices": 0, "hidden_sizes": []}
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((served.path / "saved_model.pb").read_bytes())
+    floats = {types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16, types_pb2.DT_DOUBLE}
+    weights, matrices, widths = 0, 0, set()
+    for node in proto.meta_graphs[0].object_graph_def.nodes:  # every variable the SavedModel holds, by name
+        if node.WhichOneof("kind") != "variable":
+            continue
+        var = node.variable
+        shape = [d.size for d in var.shape.dim]
+        if len(shape) != 2 or var.dtype not in floats or "embedding" in var.name.lower():
+            continue
+        rows, cols = shape
+        if rows > 8 * cols:
+            continue
+        weights += rows * cols
+        matrices += 1
+        widths.add(rows)
+    return {"mflop_per_token": 2 * weights / 1e6, "matrices": matrices, "hidden_sizes": sorted(widths)}
 
 
 # --- model alone -------------------------------------------------------------------------------------------
@@ -519,8 +555,12 @@ def run_bench(opts: Options) -> Path:
         (DEFAULT, []),
         ("scorer worker --processes 1, precision auto", ["--processes", "1"]),
     ]
+    if opts.quick:  # the smoke run: every code path once (both precisions, both layouts), not every combination
+        model_variants = [model_variants[0], model_variants[3]]
+        e2e_variants = e2e_variants[:2]
     runs: dict[tuple[str, str], Run] = {}
     extra: dict[str, Any] = {"cold_start_s": {}, "rss_mb": {}, "max_batch_s": {}, "gemm": [], "latency": {}, "http": {}}
+    extra["cost"] = model_cost(opts.model_dir)
 
     def record(variant: str, mix: str, texts_per_s: float) -> None:
         run = runs.setdefault((variant, mix), Run(variant, mix))
@@ -578,7 +618,8 @@ def run_bench(opts: Options) -> Path:
                 step(f"latency at {fraction:.0%} of capacity")
         finally:
             worker.stop()
-        extra["gemm"].append(_gemm(cores))
+        if not opts.quick:  # the ceilings drift with the machine's other load: measured at both ends
+            extra["gemm"].append(_gemm(cores))
         step("GEMM ceilings again")
         extra["pii_us"] = {mix: pii_cost_us(texts) for mix, texts in mixes.items()}
     settings = _settings(opts.model_dir)

@@ -11,8 +11,6 @@ if TYPE_CHECKING:
     from .bench import Options, Run
     from .settings import Settings
 
-MFLOP_PER_TOKEN = 21.0
-
 
 def _relative(path: Path) -> str:
     try:
@@ -39,6 +37,8 @@ def write_report(
     opts.output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{info['commit']}{'-quick' if opts.quick else ''}"
     gemm = {k: statistics.mean(g[k] for g in extra["gemm"]) for k in ("fp32", "bf16")}
+    cost = extra["cost"]
+    mflop = float(cost["mflop_per_token"])
     variants = list(dict.fromkeys(v for v, _ in runs))
     mixes = list(counts)
 
@@ -64,8 +64,10 @@ def write_report(
         "",
         "## Ceilings (2048x2048 matrix multiply, this run, mean of start and end)",
         "",
-        f"fp32 **{gemm['fp32']:.0f} GFLOP/s**, bf16 **{gemm['bf16']:.0f} GFLOP/s**. Model cost: ~{MFLOP_PER_TOKEN:.0f} "
-        "MFLOP per real token (MiniLM-L6), so GFLOP/s below = real tokens/s x 0.021.",
+        f"fp32 **{gemm['fp32']:.0f} GFLOP/s**, bf16 **{gemm['bf16']:.0f} GFLOP/s**. Model cost, read from the "
+        f"served model's weights: **{mflop:.1f} MFLOP per real token** ({cost['matrices']} weight matrices, widths "
+        f"{', '.join(str(w) for w in cost['hidden_sizes'])}; 2 FLOP per weight), so GFLOP/s below = real tokens/s "
+        f"x {mflop / 1000:.4f}.",
         "",
         "## Throughput (texts/s, median)",
         "",
@@ -76,7 +78,7 @@ def write_report(
     for variant in variants:
         run_long = runs.get((variant, "long"))
         tok = run_long.median_tokens() if run_long else 0.0
-        gflops = tok * MFLOP_PER_TOKEN / 1000
+        gflops = tok * mflop / 1000
         ratio = " / ".join(
             f"{tps(variant, m) / tps(BASELINE, m):.2f}x" if tps(variant, m) and tps(BASELINE, m) else "-" for m in mixes
         )

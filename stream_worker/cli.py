@@ -80,15 +80,11 @@ def worker(
     stop = threading.Event()
     install_stop_handlers(stop)
     try:
-        if settings.process_count > 1:
-            from .pool import WorkerPool
+        # Always the supervisor (which never imports TensorFlow, so its probes answer during start-up) with
+        # process_count worker processes; see pool.py.
+        from .pool import WorkerPool
 
-            code = WorkerPool(settings).run(stop)
-        else:
-            from .worker import Worker
-
-            Worker(settings).run(stop)
-            code = 0
+        code = WorkerPool(settings).run(stop)
     except (ConfigError, ModelError) as exc:
         _fail(exc, 2)
     except ScorerError as exc:
@@ -278,7 +274,7 @@ def bench(
     model_dir: Annotated[Path, Opt(envvar="SCORER_MODEL_DIR", help="Model repository to measure.")] = Path(
         "models/sentiment"
     ),
-    quick: Annotated[bool, Opt("--quick", help="Small text sets, one round (a smoke run, ~3 min).")] = False,
+    quick: Annotated[bool, Opt("--quick", help="Smoke run: small text sets, one round, each code path once.")] = False,
     rounds: Annotated[int, Opt(help="Rounds of every variant (medians are reported).")] = 2,
     bootstrap_servers: Annotated[
         Optional[str], Opt(help="Measure on this cluster instead of an embedded tansu broker.")  # noqa: UP045

@@ -36,3 +36,5 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Python warnings (ours or a library's) become JSON lines of the ``py.warnings`` logger, never raw stderr text.
+    logging.captureWarnings(True)

@@ -1,16 +1,21 @@
-"""Metrics and health: Prometheus counters/histograms plus ``/metrics``, ``/healthz`` and ``/readyz``.
+"""Metrics and health: Prometheus counters/histograms, and the ``/metrics``, ``/healthz``, ``/readyz`` server.
 
-* ``/healthz`` — 200 while the main loop turns (it ticks at least every ``max_wait_ms`` + poll time), else 503.
-* ``/readyz``  — 200 once the model is loaded and warmed up with a maximum-size batch and the consumer is
-  subscribed; 503 before and while stopping.  The body is JSON: ``{"status": "ready"|"not ready", "kafka":
-  {"brokers_up", "brokers_known", "last_client_error": {"kind", "age_s"} | null}}`` (connectivity from librdkafka
-  statistics and client errors, see ``client_log``; it does not change the status code).
+``scorer worker`` is always a small supervisor (``pool.py``) with one or more worker processes; the supervisor,
+which never imports TensorFlow, serves the three endpoints for the host, so they answer at once at any time:
 
-In a worker pool (``--processes N``) every child process writes its metrics to files in
-``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode, chosen by that variable before the import)
-and signals readiness with a file; the supervisor serves one aggregated ``/metrics`` and a ``/readyz`` that is
-ready when every child is.  Gauges say how to aggregate: partitions and lag add up over live processes, the model
-version gauge shows every version some live process serves.
+* ``/healthz`` — 200 while every worker process runs (or is being restarted) and every ready one keeps its main
+  loop turning (it ticks at least every poll; a loop silent for ``stale_after_s`` = 60 s is stalled), else 503.
+  A process that is still loading its model is healthy: start-up is what ``/readyz`` is for.
+* ``/readyz``  — 200 once every process has loaded and warmed up its model with a maximum-size batch and its
+  consumer is subscribed; 503 before and while stopping.  The body is JSON: ``{"status": "ready"|"not ready",
+  "kafka": {"brokers_up", "brokers_known", "last_client_error": {"kind", "age_s"} | null}}`` (connectivity from
+  librdkafka statistics and client errors, see ``client_log``; it does not change the status code).
+
+Every worker process writes its metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
+multiprocess mode, chosen by that variable before the import), signals readiness with a file and its loop's
+heartbeat with that file's twin; the supervisor serves one aggregated ``/metrics``.  Gauges say how to aggregate:
+partitions and lag add up over live processes, the model version gauge shows every version some live process
+serves.  Label sets cannot be removed in multiprocess mode: ``forget_gauge`` sets them to 0 instead.
 """
 
 from __future__ import annotations
@@ -19,29 +24,30 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from . import client_log
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+STALE_AFTER_S = 60.0  # a main loop silent this long is stalled (/healthz 503)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+def heartbeat_file(ready_file: Path) -> Path:
+    """The file whose modification time is a pool child's last main-loop tick."""
+    return ready_file.with_name(ready_file.name + ".alive")
 
 
 class Metrics:
@@ -145,7 +151,9 @@ class Metrics:
         )
         client_log.HEALTH.attach(self)
         self.last_tick = time.monotonic()
-        self.stale_after_s = 60.0
+        self.stale_after_s = STALE_AFTER_S
+        self._heartbeat = heartbeat_file(ready_file) if ready_file is not None else None
+        self._beat_at = 0.0
 
     @property
     def ready(self) -> bool:
@@ -165,8 +173,7 @@ class Metrics:
         """The version gauge shows only the version being served now."""
         if previous is not None and previous != version:
             self.model_info.labels(version=previous).set(0)
-            with contextlib.suppress(KeyError):
-                self.model_info.remove(previous)
+            forget_gauge(self.model_info, previous)
         self.model_info.labels(version=version).set(1)
 
     def count_pii(self, policy: str, counts: tuple[tuple[str, int], ...]) -> None:
@@ -183,7 +190,14 @@ class Metrics:
         self.kafka_last_client_error.labels(kind=kind).set(at_unix_s)
 
     def tick(self) -> None:
-        self.last_tick = time.monotonic()
+        """The main loop turned; in a pool, at most once a second the heartbeat file's time says so too."""
+        now = self.last_tick = time.monotonic()
+        if self._heartbeat is not None and now - self._beat_at >= 1.0:
+            self._beat_at = now
+            try:
+                os.utime(self._heartbeat)
+            except FileNotFoundError:
+                self._heartbeat.touch()
 
     def healthy(self) -> bool:
         return time.monotonic() - self.last_tick < self.stale_after_s
@@ -213,40 +227,35 @@ def kafka_connectivity(registry: CollectorRegistry, now: float | None = None) ->
 
 
 class HealthServer:
-    """A tiny threaded HTTP server for the three endpoints (stdlib; prometheus-client renders the metrics).
+    """The probe and scrape server of a worker host: ``/metrics``, ``/healthz``, ``/readyz``.
 
-    Serves one worker's ``Metrics``, or (pool supervisor) any ``render``/``ready``/``healthy`` callables.
-    A port that is taken is a ``ConfigError`` with a clear message.
+    It runs in the pool supervisor, a process that never imports TensorFlow, so it answers at once at any time,
+    start-up included (importing TensorFlow holds the GIL for more than a second at a time; a server in the
+    process that loads the model could not promise a one-second probe).  ``/metrics`` is prometheus-client's own
+    WSGI exposition of ``registry`` (content negotiation, gzip); the server is the standard library's WSGI server,
+    one thread per request.  A client that hangs up mid-answer is not an error: nothing is printed, one debug line
+    is logged.  A port that is taken is a ``ConfigError`` with a clear message.
     """
 
     def __init__(
         self,
-        metrics: Metrics | None,
+        registry: CollectorRegistry,
         host: str,
         port: int,
         *,
-        render: Callable[[], bytes] | None = None,
-        ready: Callable[[], bool] | None = None,
-        healthy: Callable[[], bool] | None = None,
+        ready: Callable[[], bool],
+        healthy: Callable[[], bool],
         kafka: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        if metrics is not None:
-            registry = metrics.registry
-            render = render or (lambda: generate_latest(registry))
-            ready = ready or (lambda: metrics.ready)
-            healthy = healthy or metrics.healthy
-            kafka = kafka or (lambda: kafka_connectivity(registry))
-        assert render is not None and ready is not None and healthy is not None
-        handler = _handler_for(render, ready, healthy, kafka)
+        app = _probe_app(make_wsgi_app(registry), ready, healthy, kafka)
         try:
-            self._server = ThreadingHTTPServer((host, port), handler)
+            self._server = make_server(host, port, app, server_class=_QuietServer, handler_class=_QuietHandler)
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
                 "(another worker there? give each worker its own --metrics-port, 0 to turn it off, "
                 "or run one pool with --processes N)"
             ) from exc
-        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
 
@@ -260,42 +269,74 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler_for(
-    render: Callable[[], bytes],
+_HANGUPS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+
+class _QuietServer(ThreadingWSGIServer):
+    """Errors of one connection (a probe that gave up and hung up) become a debug log line, not a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        log.debug(
+            "metrics client connection ended early" if isinstance(exc, _HANGUPS) else "metrics request failed",
+            extra={"error": type(exc).__name__},
+        )
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log lines (probes come every few seconds) and no stderr writes of its own."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _probe_app(
+    metrics_app: Callable[..., Any],
     ready: Callable[[], bool],
     healthy: Callable[[], bool],
     kafka: Callable[[], dict[str, Any]] | None,
-) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, render(), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok = healthy()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
-            elif path == "/readyz":
-                is_ready = ready()
-                body: dict[str, Any] = {"status": "ready" if is_ready else "not ready"}
-                if kafka is not None:
-                    try:
-                        body["kafka"] = kafka()
-                    except Exception:  # connectivity is informative; never let it break the probe
-                        log.debug("kafka connectivity unavailable", exc_info=True)
-                self._send(
-                    200 if is_ready else 503, (json.dumps(body) + "\n").encode(), "application/json; charset=utf-8"
-                )
-            else:
-                self._send(404, b"not found\n")
+) -> Callable[..., Any]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return list(metrics_app(environ, start_response))
+        if path == "/healthz":
+            ok = healthy()
+            return _answer(start_response, 200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+        if path == "/readyz":
+            is_ready = ready()
+            body: dict[str, Any] = {"status": "ready" if is_ready else "not ready"}
+            if kafka is not None:
+                try:
+                    body["kafka"] = kafka()
+                except Exception:  # connectivity is informative; never let it break the probe
+                    log.debug("kafka connectivity unavailable", exc_info=True)
+            data = (json.dumps(body) + "\n").encode()
+            return _answer(start_response, 200 if is_ready else 503, data, "application/json; charset=utf-8")
+        return _answer(start_response, 404, b"not found\n")
 
-        def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    return app
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return
 
-    return Handler
+_REASONS = {200: "200 OK", 404: "404 Not Found", 503: "503 Service Unavailable"}
+
+
+def _answer(
+    start_response: Callable[..., Any], status: int, body: bytes, ctype: str = "text/plain; charset=utf-8"
+) -> list[bytes]:
+    start_response(_REASONS[status], [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def multiprocess_mode() -> bool:
+    """prometheus-client's multiprocess mode (a pool child): label sets cannot be removed there."""
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
+
+
+def forget_gauge(gauge: Gauge, *labels: str) -> None:
+    """Drop one labelled gauge sample; in multiprocess mode (no removal) it reads 0 instead."""
+    if multiprocess_mode():
+        gauge.labels(*labels).set(0)
+        return
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels)

@@ -1,18 +1,25 @@
-"""A worker pool on one host: ``scorer worker --processes N`` (tooling around the data path, not part of it).
+"""The worker supervisor: ``scorer worker [--processes N]`` (tooling around the data path, not part of it).
 
-A small supervisor starts N worker processes in the same consumer group and:
+Every ``scorer worker`` is a small supervisor that never imports TensorFlow, plus N worker processes (N = 1 by
+``--processes 1``) in the same consumer group.  The supervisor:
 
 1. splits the host's inference threads between them (``inference_threads`` or one per core, divided by N, at
    least 1 each);
 2. hands each child its settings on stdin as JSON (secrets included), never on the command line or in the
    environment, where other users of the host could read them;
-3. serves one scrape target for the host on ``metrics_port``: the children write their metrics to files
-   (prometheus-client multiprocess mode) and the supervisor aggregates them; ``/readyz`` is ready when every
-   child is (each child writes a ready file holding its pid once it consumes);
+3. serves the host's ``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics_port`` from the moment it starts:
+   the children write their metrics to files (prometheus-client multiprocess mode) and the supervisor aggregates
+   them; ``/readyz`` is ready when every child is (each child writes a ready file holding its pid once it
+   consumes), ``/healthz`` fails when a ready child's loop stopped turning (its heartbeat file went stale).  Being
+   free of TensorFlow, it answers while the children import it and load the model (which holds the GIL for
+   more than a second at a time);
 4. restarts a child that died, after a backoff (1 s, doubling, at most 30 s); a child that fails again and again
    right after starting (``_FAST_FAILURES`` times in a row, each within ``_FAST_S`` of its start) makes the
-   supervisor stop the pool with a clear error, and a child that exits with code 2 (bad settings or model) stops
-   it at once, since a restart cannot help;
+   supervisor stop with a clear error, and a child that exits with code 2 (bad settings or model) stops it at
+   once, since a restart cannot help.  With one process (``--processes 1``) a child that ends on an error of its
+   own (code 1, e.g. fenced by a newer worker with its transactional id; or code 2) ends the supervisor with the
+   same one-line error and exit code, so an orchestrator sees the process fail as before; a child killed by a
+   signal (e.g. the kernel's OOM killer) is restarted;
 5. forwards SIGTERM/SIGINT to every child for the graceful stop (each finishes its batch, flushes and commits)
    and waits for them; children also get SIGTERM if the supervisor itself dies (Linux parent-death signal).
 """
@@ -34,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, InfrastructureError, ModelError
+from .metrics import STALE_AFTER_S, heartbeat_file
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,10 +90,9 @@ class WorkerPool:
         try:
             if s.metrics_port:
                 server = HealthServer(
-                    None,
+                    self.registry(),
                     s.metrics_host,
                     s.metrics_port,
-                    render=self.render,
                     ready=self.ready,
                     healthy=self.healthy,
                     kafka=self.kafka_connectivity,
@@ -122,13 +129,14 @@ class WorkerPool:
             proc = child.proc
             if proc is not None and proc.poll() is not None:
                 code = proc.returncode
-                self._reap(child)
-                if code == EXIT_CONFIG:
+                failure = self._reap(child)
+                if code == EXIT_CONFIG or (self.count == 1 and code == 1):
                     log.error(
-                        "worker process stopped on a settings or model error; stopping the pool",
-                        extra={"slot": child.slot},
+                        "worker process stopped on an error of its own; stopping",
+                        extra={"slot": child.slot, "exit_code": code},
                     )
-                    return EXIT_CONFIG
+                    detail = failure or f"worker process exited with code {code}"
+                    raise ConfigError(detail) if code == EXIT_CONFIG else InfrastructureError(detail)
                 fast = now - child.started < _FAST_S
                 child.fast_failures = child.fast_failures + 1 if fast else 1
                 if child.fast_failures >= _FAST_FAILURES:
@@ -179,14 +187,24 @@ class WorkerPool:
         child.proc, child.started, child.restart_at = proc, time.monotonic(), None
         log.info("worker process started", extra={"slot": child.slot, "pid": proc.pid})
 
-    def _reap(self, child: _Child) -> None:
+    def _reap(self, child: _Child) -> str | None:
+        """Forget a child that exited; returns the one-line error it left behind, if any."""
         from prometheus_client import multiprocess
 
         assert child.proc is not None
         child.exits.append(child.proc.returncode)
         multiprocess.mark_process_dead(child.proc.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
-        (self.pool_dir / f"ready-{child.slot}").unlink(missing_ok=True)
-        child.proc = None
+        ready = self.pool_dir / f"ready-{child.slot}"
+        ready.unlink(missing_ok=True)
+        heartbeat_file(ready).unlink(missing_ok=True)
+        error = self.pool_dir / f"error-{child.slot}"
+        try:
+            return error.read_text().strip() or None
+        except OSError:
+            return None
+        finally:
+            error.unlink(missing_ok=True)
+            child.proc = None
 
     def _stop_all(self) -> None:
         running = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
@@ -206,20 +224,26 @@ class WorkerPool:
         log.info("worker pool stopped", extra={"restarts": self.restarts_total})
 
     # --- the host's scrape target ---------------------------------------------------------------------------
-    def render(self) -> bytes:
-        from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+    def registry(self) -> Any:
+        """The aggregate of the children's metric files plus the supervisor's own two series."""
+        from prometheus_client import CollectorRegistry, multiprocess
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        pool = self
+
+        class PoolCollector:
+            def collect(self) -> Any:
+                yield GaugeMetricFamily(
+                    "scorer_pool_processes", "Worker processes the supervisor keeps running.", value=pool.count
+                )
+                yield CounterMetricFamily(
+                    "scorer_pool_restarts", "Worker processes restarted after they died.", value=pool.restarts_total
+                )
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
-        pool = (
-            "# HELP scorer_pool_processes Worker processes the supervisor keeps running.\n"
-            "# TYPE scorer_pool_processes gauge\n"
-            f"scorer_pool_processes {self.count}\n"
-            "# HELP scorer_pool_restarts_total Worker processes restarted after they died.\n"
-            "# TYPE scorer_pool_restarts_total counter\n"
-            f"scorer_pool_restarts_total {self.restarts_total}\n"
-        )
-        return generate_latest(registry) + pool.encode()
+        registry.register(PoolCollector())  # type: ignore[arg-type]
+        return registry
 
     def kafka_connectivity(self) -> dict[str, Any]:
         """Connectivity for ``/readyz``: brokers up as the worst-connected child sees them, the latest error."""
@@ -244,7 +268,23 @@ class WorkerPool:
         return True
 
     def healthy(self) -> bool:
-        return all(c.proc is not None or c.restart_at is not None for c in self.children)
+        """Every child runs (or waits for its restart), and every ready child's loop ticked recently."""
+        now = time.time()
+        for child in self.children:
+            proc = child.proc
+            if proc is None:
+                if child.restart_at is None and child.started:  # reaped, and no restart planned
+                    return False
+                continue  # not started yet (pre-flight checks) or waiting for its restart
+            ready = self.pool_dir / f"ready-{child.slot}"
+            try:
+                if ready.read_text() != str(proc.pid):
+                    continue  # still starting: loading a model is not a stall
+                if now - heartbeat_file(ready).stat().st_mtime > STALE_AFTER_S:
+                    return False
+            except OSError:
+                continue
+        return True
 
 
 STOP_GRACE_S = 120.0
@@ -294,16 +334,25 @@ def child_main() -> int:
     # Ctrl-C reaches the whole process group: the supervisor decides; SIGTERM (from it, or from the kernel when
     # the supervisor died) starts the graceful stop, bounded in time.
     install_stop_handlers(stop, sigint=False)
-    ready_file = Path(os.environ[_POOL_DIR_ENV]) / f"ready-{os.environ[_SLOT_ENV]}"
+    pool_dir = Path(os.environ[_POOL_DIR_ENV])
+    slot = os.environ[_SLOT_ENV]
     try:
-        Worker(settings, Metrics(ready_file=ready_file)).run(stop)
+        Worker(settings, Metrics(ready_file=pool_dir / f"ready-{slot}")).run(stop)
     except (ConfigError, ModelError) as exc:
         log.error("worker failed", extra={"error": type(exc).__name__, "detail": str(exc)})
+        _leave_error(pool_dir / f"error-{slot}", exc)
         return EXIT_CONFIG
     except ScorerError as exc:
         log.error("worker failed", extra={"error": type(exc).__name__, "detail": str(exc)})
+        _leave_error(pool_dir / f"error-{slot}", exc)
         return 1
     return 0
+
+
+def _leave_error(path: Path, exc: Exception) -> None:
+    """The one-line reason for the supervisor, which reports it as its own error (``scorer: error: ...``)."""
+    with contextlib.suppress(OSError):
+        path.write_text(" ".join(str(exc).split()))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ one transaction (``transaction.py``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -36,7 +35,7 @@ from .encode import CONTENT_TYPE_HEADER, ScoreEncoder
 from .engine import Engine, Result, Scored, open_engine
 from .errors import BadMessage, ConfigError, InfrastructureError, PiiDetected
 from .guard import Checked, Guard
-from .metrics import HealthServer, Metrics
+from .metrics import Metrics, forget_gauge
 from .model_repo import ModelWatcher, require_servable
 from .pii import HEADER as PII_HEADER
 from .pii import PiiScanner, apply_policy
@@ -87,7 +86,6 @@ class Worker:
     # --- the loop -------------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         s = self.settings
-        server = HealthServer(self.metrics, s.metrics_host, s.metrics_port).start() if s.metrics_port else None
         try:
             require_servable(s.model_dir, s.model_version)
             cluster_id = connect.check_cluster(s.consumer_config(), s.broker_timeout_s, s.input_topic)
@@ -135,8 +133,6 @@ class Worker:
             if self.watcher is not None:
                 self.watcher.stop()
             self._shutdown()
-            if server is not None:
-                server.stop()
 
     # --- stages ---------------------------------------------------------------------------------------------
     def _load_model(self) -> None:
@@ -279,8 +275,7 @@ class Worker:
         self.tracker.forget(keys)
         self.metrics.assigned_partitions.dec(len(keys))
         for topic, partition in keys:
-            with contextlib.suppress(KeyError):
-                self.metrics.consumer_lag.remove(topic, str(partition))
+            forget_gauge(self.metrics.consumer_lag, topic, str(partition))
 
     def _on_lost(self, partitions: list[TopicPartition]) -> None:
         keys = {(p.topic, p.partition) for p in partitions}

@@ -104,7 +104,7 @@ class KafkaBroker:
         self,
         libs_dir: Path | None = None,
         heap: str = "384m",
-        startup_timeout: float = 120.0,
+        startup_timeout: float = 300.0,
         auto_create_topics: bool = False,
         extra_config: Mapping[str, str] | None = None,
     ) -> None:
@@ -209,7 +209,7 @@ class KafkaBroker:
                 stderr=subprocess.STDOUT,
             )
         try:
-            self._wait_ready(t0)
+            self._wait_ready(time.monotonic())  # the bound is for the JVM's start, not the jar fetch and format
         except BaseException:
             self.stop()
             raise
@@ -250,7 +250,7 @@ def new_topic(
     partitions: int = 1,
     prefix: str = "test",
     config: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
 ) -> str:
     """Create a fresh ``<prefix>-<uuid>`` topic and wait until every partition has a leader."""
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -261,7 +261,10 @@ def new_topic(
     admin.create_topics([spec], operation_timeout=timeout, request_timeout=timeout)[name].result(timeout)
     deadline = time.monotonic() + timeout
     while True:
-        md = admin.list_topics(topic=name, timeout=5.0).topics.get(name)
+        try:
+            md = admin.list_topics(topic=name, timeout=5.0).topics.get(name)
+        except Exception:  # a busy broker may not answer one metadata request in time: ask again
+            md = None
         if (
             md is not None
             and md.error is None

@@ -64,7 +64,7 @@ class KafkaCluster:
         self,
         libs_dir: Path | None = None,
         heap: str = "320m",
-        startup_timeout: float = 180.0,
+        startup_timeout: float = 300.0,
         extra_config: Mapping[str, str] | None = None,
     ) -> None:
         self.libs_dir = libs_dir
@@ -183,7 +183,7 @@ class KafkaCluster:
         try:
             for node_id in self.nodes:
                 self._launch(node_id)
-            deadline = t0 + self.startup_timeout
+            deadline = time.monotonic() + self.startup_timeout  # for the JVMs' start, not the fetch and formats
             for node_id in self.nodes:
                 self._wait_serving(node_id, deadline)
             self.wait_brokers(NODES, timeout_s=max(10.0, deadline - time.monotonic()))
@@ -210,7 +210,7 @@ class KafkaCluster:
         name = f"Kafka node {node_id} (log {node.log_file})"
         wait_until_serving(node.proc, "127.0.0.1", node.port, deadline, name, lambda: self.log_tail(node_id), 0.25)
 
-    def start(self, node_id: int, timeout_s: float = 120.0) -> float:
+    def start(self, node_id: int, timeout_s: float = 300.0) -> float:
         """Restart node ``node_id`` (same id, ports and data); returns the seconds until it serves again."""
         t0 = time.monotonic()
         self._launch(node_id)
@@ -279,7 +279,7 @@ class KafkaCluster:
         raise TimeoutError(f"{seen} brokers registered after {timeout_s:.0f}s, wanted {count}")
 
     def create_topic(
-        self, prefix: str, partitions: int, config: Mapping[str, str] | None = None, timeout_s: float = 60.0
+        self, prefix: str, partitions: int, config: Mapping[str, str] | None = None, timeout_s: float = 180.0
     ) -> str:
         """A fresh ``<prefix>-<uuid>`` topic, replication factor 3, once every partition has a leader and full ISR."""
         from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream_worker.avro import INPUT_SCHEMA, AvroEncoder, load_schema
 from tests.faults.verify import BadInput, DeadLetter, Tally
-from tests.harness import SCORER, _free_port, http_status, user_env, wait_for
+from tests.harness import SCORER, _free_port, http_status, kill_group, user_env, wait_for
 from tests.toy_model import NEGATIVE, POISON, POSITIVE
 
 MODES = ("at-least-once", "exactly-once")
@@ -38,7 +38,9 @@ def text_for(i: int) -> str:
 # --- publisher -------------------------------------------------------------------------------------------------
 class SteadyPublisher(threading.Thread):
     """Publishes Avro messages with unique ids at ``rate`` per second (acks=all, idempotent) until at least
-    ``min_count`` were sent *and* ``keep_going`` is cleared; ``bad`` maps a message index to a bad payload kind.
+    ``min_count`` were sent *and* ``keep_going`` is cleared (or ``max_count`` were sent, when one is given: the
+    flood); ``bad`` maps a message index to a bad payload kind.  No cap derives from a wall clock: the scenario
+    clears ``keep_going`` once its last fault has landed and the stream has moved on past it.
 
     ``acked`` holds the ids the cluster acknowledged; ``coordinates`` the (partition, offset) of the bad ones.
     """
@@ -57,7 +59,7 @@ class SteadyPublisher(threading.Thread):
         super().__init__(daemon=True, name=f"publisher-{prefix}")
         self.topic, self.prefix, self.rate = topic, prefix, rate
         self.min_count = min_count
-        self.max_count = max_count or min_count * 4
+        self.max_count = max_count
         self.bad = bad
         self.markers = markers or {}
         self.keep_going = threading.Event()
@@ -123,8 +125,9 @@ class SteadyPublisher(threading.Thread):
         self._bad_keys = {self.id_of(i) for i in self.bad}
         self.started_at = time.monotonic()
         try:
-            while self.sent < self.max_count and (self.sent < self.min_count or self.keep_going.is_set()):
-                due = min(self.max_count, int((time.monotonic() - self.started_at) * self.rate) + 1)
+            cap = self.max_count if self.max_count is not None else float("inf")
+            while self.sent < cap and (self.sent < self.min_count or self.keep_going.is_set()):
+                due = min(cap, int((time.monotonic() - self.started_at) * self.rate) + 1)
                 while self.sent < due:
                     key = self.id_of(self.sent)
                     try:
@@ -146,7 +149,10 @@ class SteadyPublisher(threading.Thread):
             self._producer = None  # type: ignore[assignment]  # destroyed now, not after the cluster is gone
 
     def wait_progress(self, fraction: float, timeout_s: float = 600.0) -> None:
-        wait_for(lambda: self.sent >= fraction * self.min_count or not self.is_alive(), timeout_s, "publish progress")
+        self.wait_sent(int(fraction * self.min_count), timeout_s)
+
+    def wait_sent(self, count: int, timeout_s: float = 600.0) -> None:
+        wait_for(lambda: self.sent >= count or not self.is_alive(), timeout_s, f"{count} messages published")
 
 
 # --- workers ---------------------------------------------------------------------------------------------------
@@ -232,6 +238,7 @@ class Fleet:
             env=user_env(),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # kill() takes the supervisor and its worker process down together
         )
         handle = WorkerHandle(slot, proc, port, log)
         with self._lock:
@@ -240,7 +247,7 @@ class Fleet:
             self.wait_ready(handle)
         return handle
 
-    def wait_ready(self, handle: WorkerHandle, timeout_s: float = 180.0) -> None:
+    def wait_ready(self, handle: WorkerHandle, timeout_s: float = 600.0) -> None:
         wait_for(
             lambda: http_status(handle.port, "/readyz") == 200 or handle.proc.poll() is not None, timeout_s, "ready"
         )
@@ -252,8 +259,7 @@ class Fleet:
 
     def kill(self, handle: WorkerHandle) -> None:
         handle.stopped_on_purpose = True
-        handle.proc.send_signal(signal.SIGKILL)
-        handle.proc.wait(30)
+        kill_group(handle.proc)
 
     def terminate(self, handle: WorkerHandle, timeout_s: float = 150.0) -> int:
         handle.stopped_on_purpose = True
@@ -298,8 +304,7 @@ class Fleet:
             try:
                 w.proc.wait(150)
             except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait(30)
+                kill_group(w.proc)
         if self._sampler is not None:
             self._sampler.join(5)
 

@@ -37,7 +37,7 @@ def test_broker_produce_stdin_and_tail_table(tmp_path: Path) -> None:
     )
     bootstrap = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # until the broker serves (each failed try is a whole process run)
         produced = None
         while time.monotonic() < deadline:
             produced = subprocess.run(
@@ -53,7 +53,7 @@ def test_broker_produce_stdin_and_tail_table(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert produced is not None and produced.returncode == 0, produced.stderr if produced else "no run"
         assert "published 2 messages to stdin-topic" in produced.stderr
-        records = read_topic(bootstrap, "stdin-topic", lambda r: len(r) >= 2, 30)
+        records = read_topic(bootstrap, "stdin-topic", lambda r: len(r) >= 2, 120)
         assert sorted(r.key for r in records) == [b"stdin-1", b"stdin-3"]  # blank lines are skipped
 
         # `scorer tail` (table mode) on an output-format topic: write two score records with the test helper.
@@ -86,12 +86,12 @@ def test_broker_produce_stdin_and_tail_table(tmp_path: Path) -> None:
                 "--max-messages",
                 "2",
                 "--idle-timeout",
-                "20",
+                "60",  # counted from tail's start: it covers the consumer's group join too
             ],
             env=user_env(COLUMNS="120"),
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=180,
         )
         assert tail.returncode == 0, tail.stderr
         assert "id-0" in tail.stdout and "POSITIVE 0.910" in tail.stdout and "NEGATIVE 0.120" in tail.stdout

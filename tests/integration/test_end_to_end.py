@@ -20,7 +20,7 @@ import pytest
 
 from stream_worker.avro import OUTPUT_SCHEMA, load_schema
 from stream_worker.broker import free_port
-from tests.harness import Record, WorkerProcess, avro_messages, http_get, metric_value, produce, read_topic
+from tests.harness import Record, WorkerProcess, avro_messages, http_get, metric_value, produce, read_topic, wait_for
 from tests.toy_model import NEGATIVE, POSITIVE
 
 pytestmark = pytest.mark.integration
@@ -43,14 +43,17 @@ def make_messages(start: int, count: int, rng: random.Random) -> list[tuple[byte
     return avro_messages(records, keys=[f"key-{i:05d}".encode() for i in range(start, start + count)])
 
 
-def _trickle(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, None]]) -> None:
-    """Publish in small chunks over several seconds, so that a kill lands mid-stream."""
+def _trickle(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, None]], killed: threading.Event) -> None:
+    """Publish in small chunks over several seconds, so that a kill lands mid-stream (however slow the workers
+    are, the chunks from message 500 on wait for ``killed``)."""
     for start in range(0, len(messages), 50):
+        if start == 500:
+            killed.wait(600)
         produce(bootstrap, topic, messages[start : start + 50])
         time.sleep(0.4)
 
 
-def _wait_until_both_own_partitions(workers: list[WorkerProcess], timeout_s: float = 60.0) -> None:
+def _wait_until_both_own_partitions(workers: list[WorkerProcess], timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         owned = [metric_value(http_get(w.port, "/metrics")[1], "scorer_assigned_partitions") for w in workers]
@@ -96,7 +99,7 @@ def test_two_workers_sigkill_and_restart_lose_nothing(
         for w in workers:
             w.start()
         for w in workers:
-            w.wait_ready()
+            w.wait_ready(300)  # TensorFlow's import and the model's load, two processes on a small machine
             assert http_get(w.port, "/healthz")[0] == 200
         _wait_until_both_own_partitions(workers)
 
@@ -105,7 +108,16 @@ def test_two_workers_sigkill_and_restart_lose_nothing(
         wave1 = read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= FIRST_WAVE, 180)
         ids1 = scored_ids(wave1)
         assert len(ids1) == FIRST_WAVE, f"only {len(ids1)} of {FIRST_WAVE} scored"
-        time.sleep(1.0)  # let the last delivery callbacks land in the counters
+
+        def counted() -> bool:  # the last delivery callbacks land in the counters after the records do
+            texts = [http_get(w.port, "/metrics")[1] for w in workers]
+            return (
+                sum(metric_value(t, "scorer_messages_in_total") for t in texts) >= FIRST_WAVE
+                and sum(metric_value(t, "scorer_messages_out_total") for t in texts) >= len(wave1)
+                and sum(metric_value(t, "scorer_end_to_end_seconds_count") for t in texts) >= len(wave1)
+            )
+
+        wait_for(counted, 120, "wave 1 counted in both workers' /metrics")
         texts = [http_get(w.port, "/metrics")[1] for w in workers]
         assert sum(metric_value(t, "scorer_messages_in_total") for t in texts) == FIRST_WAVE
         assert sum(metric_value(t, "scorer_messages_out_total") for t in texts) == len(wave1)
@@ -115,16 +127,20 @@ def test_two_workers_sigkill_and_restart_lose_nothing(
 
         # Wave 2: SIGKILL worker 0 while it works, restart it, and still lose nothing.
         wave2 = make_messages(FIRST_WAVE, SECOND_WAVE, rng)
-        trickle = threading.Thread(target=_trickle, args=(broker.bootstrap_servers, in_topic, wave2), daemon=True)
+        killed = threading.Event()
+        trickle = threading.Thread(
+            target=_trickle, args=(broker.bootstrap_servers, in_topic, wave2, killed), daemon=True
+        )
         trickle.start()
-        read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= FIRST_WAVE + 300, 120)
+        read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= FIRST_WAVE + 300, 300)
         workers[0].kill()
         assert trickle.is_alive(), "the kill must happen while messages still arrive"
+        killed.set()
         workers[0].start()
-        workers[0].wait_ready()
+        workers[0].wait_ready(300)
         trickle.join(120)
         total = FIRST_WAVE + SECOND_WAVE
-        everything = read_topic(broker.bootstrap_servers, out_topic, lambda r: len(scored_ids(r)) >= total, 240)
+        everything = read_topic(broker.bootstrap_servers, out_topic, lambda r: len(scored_ids(r)) >= total, 300)
         ids = scored_ids(everything)
         missing = {f"msg-{i:05d}" for i in range(total)} - set(ids)
         assert not missing, f"{len(missing)} ids lost, e.g. {sorted(missing)[:5]}"
@@ -134,7 +150,7 @@ def test_two_workers_sigkill_and_restart_lose_nothing(
 
         # Graceful stop: SIGTERM → exit 0.
         for w in workers:
-            assert w.terminate() == 0, w.log_tail()
+            assert w.terminate(120) == 0, w.log_tail()
         assert read_topic(broker.bootstrap_servers, dlq_topic, lambda r: False, 1.0) == []
     finally:
         for w in workers:

@@ -113,7 +113,7 @@ def test_exactly_once_pool_survives_sigkills(
             os.kill(children_of(pool.pid)[kill % 2], signal.SIGKILL)
         feeder.join()
         good = total - len(bad)
-        committed = read_all(bootstrap, out_topic, "read_committed", good, timeout_s=240)
+        committed = read_all(bootstrap, out_topic, "read_committed", good, timeout_s=480)
         dead = read_all(bootstrap, dlq_topic, "read_committed", len(bad))
         uncommitted = read_all(bootstrap, out_topic, "read_uncommitted", good)
     finally:
@@ -154,9 +154,9 @@ def test_zombie_is_fenced(
     try:
         feeder = threading.Thread(target=publish, args=(bootstrap, in_topic, 500, 1500), kwargs={"rate": 300.0})
         feeder.start()
-        wait_for(lambda: first.poll() is not None, 120, "the fenced worker to exit")
+        wait_for(lambda: first.poll() is not None, 300, "the fenced worker to exit")
         feeder.join()
-        committed = read_all(bootstrap, out_topic, "read_committed", 2000, timeout_s=180)
+        committed = read_all(bootstrap, out_topic, "read_committed", 2000, timeout_s=300)
     finally:
         for proc in (first, second):
             if proc.poll() is None:

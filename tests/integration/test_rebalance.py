@@ -18,7 +18,7 @@ import fastavro
 import pytest
 
 from stream_worker.avro import OUTPUT_SCHEMA, load_schema
-from tests.harness import WorkerThread, avro_messages, produce, read_topic, worker_settings
+from tests.harness import WorkerThread, avro_messages, produce, read_topic, wait_for, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +32,12 @@ def test_join_and_graceful_leave_mid_stream(
     settings = worker_settings(broker, topic_factory, toy_model_dir, partitions=4, commit_interval_ms=5000)
     in_topic, out_topic = settings.input_topic, settings.output_topic
     messages = avro_messages([{"id": str(i), "text": "good " * (i % 40 + 1)} for i in range(TOTAL)])
+    leaving = threading.Event()
 
     def trickle() -> None:
         for start in range(0, TOTAL, 25):
+            if start == 900:  # however slow the workers are, the rest waits for the leave: it happens mid-stream
+                leaving.wait(600)
             produce(broker.bootstrap_servers, in_topic, messages[start : start + 25])
             time.sleep(0.5)
 
@@ -43,15 +46,20 @@ def test_join_and_graceful_leave_mid_stream(
     second: WorkerThread | None = None
     try:
         feeder.start()
-        read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= 300, 60)
+        read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= 300, 300)
         second = WorkerThread(settings).__enter__()  # joins: some partitions move to it
-        _wait(lambda: second is not None and second.worker.metrics.assigned_partitions._value.get() > 0)
-        read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= 700, 60)
+        wait_for(
+            lambda: second is not None and second.worker.metrics.assigned_partitions._value.get() > 0,
+            300,
+            "partitions assigned to the second worker",
+        )
+        read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= 700, 300)
         assert feeder.is_alive(), "the hand-over must happen mid-stream"
+        leaving.set()
         first.stop()  # graceful leave: its partitions move to the second worker
-        feeder.join(60)
+        feeder.join(120)
         # Everything, plus two seconds to catch late duplicates.
-        out = read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= TOTAL, 120, linger_s=2.0)
+        out = read_topic(broker.bootstrap_servers, out_topic, lambda r: len(r) >= TOTAL, 300, linger_s=2.0)
     finally:
         if second is not None:
             second.stop()
@@ -62,10 +70,3 @@ def test_join_and_graceful_leave_mid_stream(
     )
     assert set(ids) == {str(i) for i in range(TOTAL)}, "ids lost"
     assert sum(ids.values()) == TOTAL, f"{sum(ids.values()) - TOTAL} duplicates after graceful hand-overs"
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)

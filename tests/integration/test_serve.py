@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,7 @@ class Server:
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # TensorFlow's import and the model's load and warm-up
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, log.read_text()[-3000:]
             try:
@@ -188,9 +189,13 @@ def test_errors_are_answers(server: Server, method: str, path: str, body: Any, s
 def test_concurrent_requests_share_batches(server: Server, toy_model_dir: Path) -> None:
     texts = [("good " * (n % 5 + 1) + "bad " * (n % 3)).strip() for n in range(32)]
     before = metric_value(httpx.get(server.url + "/metrics").text, "scorer_batch_size_count")
+    # Clients made first, then all requests leave together: a slow client must not spread them over time.
+    start = threading.Barrier(len(texts))
 
     def call(text: str) -> float:
-        r = post(server, "/v1/models/sentiment:predict", {"instances": [text]})
+        with httpx.Client(timeout=30) as client:
+            start.wait(300)
+            r = client.post(server.url + "/v1/models/sentiment:predict", content=json.dumps({"instances": [text]}))
         assert r.status_code == 200, r.text
         return float(r.json()["predictions"][0]["score"])
 

@@ -29,6 +29,7 @@ def test_report_lists_every_target(tmp_path: Path) -> None:
         "max_batch_s": {DEFAULT: 0.4},
         "http": {(SERVE, 64): (120.0, 0.4, 0.9), (NAIVE, 64): (60.0, 0.9, 2.0)},
         "pii_us": {"short": 4.0, "long": 80.0},
+        "cost": {"mflop_per_token": 10.6, "matrices": 19, "hidden_sizes": [384, 1536]},
     }
     opts = Options(model_dir=tmp_path, output_dir=tmp_path / "out", quick=True, rounds=1)
     info = {"cpu": "Test CPU", "cores": "2", "flags": "avx512f", "commit": "abc1234", "date": "2026-01-01 00:00 UTC"}
@@ -46,7 +47,27 @@ def test_report_lists_every_target(tmp_path: Path) -> None:
         "cold start to ready ≤ 10 s",
         "anonymization guard",
         "| 64 | 120.0 | 0.400 | 0.900 |",
+        "10.6 MFLOP per real token",
     ):
         assert needle in text, needle
     assert "| scorer serve at 64 clients ≥ 3x the naive server | 2.00x | **no** |" in text
     assert (tmp_path / "out" / f"{path.stem}-throughput.png").is_file()
+
+
+def test_model_cost_is_read_from_the_weights(tmp_path: Path) -> None:
+    """Two layer matrices count (2 FLOP per weight per token); an embedding by name and a vocabulary-shaped table
+    by shape do not; neither do vectors."""
+    import tensorflow as tf
+
+    from stream_worker.bench import model_cost
+
+    module = tf.Module()
+    module.up = tf.Variable(tf.zeros([8, 32]), name="layer_0/dense/kernel")
+    module.down = tf.Variable(tf.zeros([32, 8]), name="layer_0/output/kernel")
+    module.bias = tf.Variable(tf.zeros([32]), name="layer_0/dense/bias")
+    module.words = tf.Variable(tf.zeros([64, 8]), name="word_embeddings/embeddings")
+    module.table = tf.Variable(tf.zeros([1000, 8]), name="unnamed_table")
+    tf.saved_model.save(module, str(tmp_path / "3"))
+    cost = model_cost(tmp_path)
+    assert cost["matrices"] == 2 and cost["hidden_sizes"] == [8, 32]
+    assert cost["mflop_per_token"] == 2 * (8 * 32 + 32 * 8) / 1e6

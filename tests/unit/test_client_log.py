@@ -139,11 +139,18 @@ def test_connectivity_reaches_metrics_and_the_readyz_body() -> None:
 
 
 def test_health_server_readyz_body_is_json_and_keeps_the_status_codes() -> None:
-    from stream_worker.metrics import HealthServer
+    from stream_worker.metrics import HealthServer, kafka_connectivity
     from tests.harness import http_get
 
     metrics = Metrics()
-    server = HealthServer(metrics, "127.0.0.1", 0).start()
+    server = HealthServer(
+        metrics.registry,
+        "127.0.0.1",
+        0,
+        ready=lambda: metrics.ready,
+        healthy=metrics.healthy,
+        kafka=lambda: kafka_connectivity(metrics.registry),
+    ).start()
     try:
         status, body = http_get(server.port, "/readyz")
         assert status == 503 and json.loads(body)["status"] == "not ready"
