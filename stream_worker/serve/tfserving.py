@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from .server import ApiError, Service
+from stream_worker.serve.app import ApiError, Service
 
 SIGNATURE = "serving_default"
 
