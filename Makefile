@@ -24,6 +24,7 @@ setup:
 lint: setup
 	.venv/bin/ruff check stream_worker tests bench examples --exclude tests/training
 	.venv/bin/mypy stream_worker
+	.venv/bin/lint-imports
 
 broker: setup
 	.venv/bin/scorer broker --port 9092

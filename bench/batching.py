@@ -22,10 +22,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from stream_worker.bench_child import plan_batches
-from stream_worker.demo import load_reviews
-from stream_worker.guard import Guard
-from stream_worker.score import Scorer
+from stream_worker.bench.child import plan_batches
+from stream_worker.engine.score import Scorer
+from stream_worker.pipeline.guard import Guard
+from stream_worker.tools.demo import load_reviews
 
 
 def plan(texts: list[str], batch: int, budget: int, window: int, max_tokens: int) -> list[list[str]]:

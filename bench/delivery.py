@@ -36,8 +36,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
-from stream_worker.broker import free_port  # noqa: E402
-from stream_worker.demo import load_reviews  # noqa: E402
+from stream_worker.tools.broker import free_port  # noqa: E402
+from stream_worker.tools.demo import load_reviews  # noqa: E402
 from tests.brokers import KafkaBroker, new_topic  # noqa: E402
 
 SCORER = str(Path(sys.executable).parent / "scorer")

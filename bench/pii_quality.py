@@ -1,4 +1,4 @@
-"""Quality and cost of the PII guard (``stream_worker.pii``): the measured figures behind issue 11.
+"""Quality and cost of the PII guard (``stream_worker.pipeline.pii``): the measured figures behind issue 11.
 
 1. A labelled corpus generated here (seeded): for every kind, values in varied formats inside realistic review-like
    sentence templates, plus tricky negatives (numbers failing Luhn, dates, prices, ISBNs, years, times, movie titles
@@ -43,7 +43,7 @@ from stdnum.es import dni
 from stdnum.it import codicefiscale
 from stdnum.us import ssn
 
-from stream_worker.pii import DEFAULT_REGIONS, KINDS, PiiScanner, apply_policy
+from stream_worker.pipeline.pii import DEFAULT_REGIONS, KINDS, PiiScanner, apply_policy
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 export SCORER_TEST_NO_SKIP=1
 status=0
 bash scripts/setup_worker_env.sh || exit 1
-echo "==> lint: ruff + mypy" >&2
+echo "==> lint: ruff + mypy + import layering" >&2
 .venv/bin/ruff check stream_worker tests bench examples --exclude tests/training || status=1
 .venv/bin/mypy stream_worker || status=1
+.venv/bin/lint-imports || status=1  # the import-layering contract of stream_worker (pyproject.toml)
 if [[ -x scripts/test_training.sh ]]; then
   echo "==> training tests (Python 3.10, TFX 1.16)" >&2
   bash scripts/test_training.sh || status=1

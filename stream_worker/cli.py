@@ -16,11 +16,11 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from pydantic import ValidationError
 
-from . import logs
-from .cli_flags import given_flags, with_settings_flags
-from .errors import ConfigError, ModelError, ScorerError
-from .pool import install_stop_handlers
-from .settings import EngineSettings, ServeSettings, Settings, parse_kafka_options
+from stream_worker.cli_flags import given_flags, with_settings_flags
+from stream_worker.common import logs
+from stream_worker.common.errors import ConfigError, ModelError, ScorerError
+from stream_worker.common.settings import EngineSettings, ServeSettings, Settings, parse_kafka_options
+from stream_worker.tools.pool import install_stop_handlers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Stream anonymized text through a sentiment model.")
 log = logging.getLogger("stream_worker")
@@ -82,7 +82,7 @@ def worker(
     try:
         # Always the supervisor (which never imports TensorFlow, so its probes answer during start-up) with
         # process_count worker processes; see pool.py.
-        from .pool import WorkerPool
+        from stream_worker.tools.pool import WorkerPool
 
         code = WorkerPool(settings).run(stop)
     except (ConfigError, ModelError) as exc:
@@ -113,7 +113,7 @@ def serve(
         typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2, sort_keys=True))
         return
     logs.configure(settings.log_level)
-    from .server import serve as run_server
+    from stream_worker.serve.app import serve as run_server
 
     try:
         run_server(settings)
@@ -126,7 +126,7 @@ def broker(
     port: Annotated[int, Opt(envvar="SCORER_BROKER_PORT", help="Port to listen on (127.0.0.1).")] = 9092,
 ) -> None:
     """Start the embedded tansu broker (memory storage) in the foreground until Ctrl-C/SIGTERM."""
-    from .broker import run_foreground
+    from stream_worker.tools.broker import run_foreground
 
     if _port_taken(port):
         typer.echo(f"scorer: error: port {port} on 127.0.0.1 is taken; choose another with --port", err=True)
@@ -167,7 +167,7 @@ def produce(
     The whole input is checked first: a bad line (not JSON, no text, a broken CSV row) is reported as file:line
     and, unless --skip-bad is given, nothing is published.
     """
-    from .client import publish_texts, read_texts
+    from stream_worker.tools.client import publish_texts, read_texts
 
     if input_format not in ("avro", "json"):
         typer.echo(f"scorer: error: --input-format must be avro or json, not {input_format!r}", err=True)
@@ -208,8 +208,8 @@ def tail(
     ] = 30.0,
 ) -> None:
     """Read the output topic and show scores live."""
-    from .client import tail_scores
-    from .connect import check_cluster
+    from stream_worker.pipeline.connect import check_cluster
+    from stream_worker.tools.client import tail_scores
 
     try:
         check_cluster({"bootstrap.servers": bootstrap_servers}, broker_timeout_s)
@@ -242,7 +242,7 @@ def train(
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the training command as JSON and exit.")] = False,
 ) -> None:
     """Run the TFX training pipeline (Python 3.10 environment) and push a new model version."""
-    from .training_bridge import run_training, training_command
+    from stream_worker.tools.training_bridge import run_training, training_command
 
     if profile not in ("ci", "demo", "default"):
         typer.echo(f"scorer: error: unknown profile {profile!r}; choose ci, demo or default", err=True)
@@ -264,7 +264,7 @@ def demo(
     port: Annotated[int, Opt(help="Embedded broker port.")] = 19092,
 ) -> None:
     """The whole product on one machine: embedded broker, model, two workers, real reviews, live scores."""
-    from .demo import run_demo
+    from stream_worker.tools.demo import run_demo
 
     raise typer.Exit(run_demo(messages, workers, model_dir, port))
 
@@ -282,8 +282,9 @@ def bench(
     output_dir: Annotated[Path, Opt(help="Where the report (Markdown + PNG) goes.")] = Path("reports/benchmarks"),
 ) -> None:
     """Measure throughput, latency and resources of every variant side by side and write a report."""
-    from .bench import Options, run_bench
-    from .model_repo import require_servable
+    from stream_worker.bench.runner import run_bench
+    from stream_worker.bench.variants import Options
+    from stream_worker.engine.model_repo import require_servable
 
     try:
         require_servable(model_dir)

@@ -2,7 +2,7 @@
 
 ``KafkaBroker`` runs one Apache Kafka KRaft node (combined broker + controller) straight from the
 jars that ``scripts/fetch_kafka.sh`` puts in ``.cache/kafka/<version>/libs``.  The tansu broker
-comes from ``stream_worker.broker``.  Every broker object has ``.bootstrap_servers`` and ``.kind``.
+comes from ``stream_worker.tools.broker``.  Every broker object has ``.bootstrap_servers`` and ``.kind``.
 
 Imports of confluent_kafka happen inside functions: this module is imported by tests/conftest.py,
 which the training environment (no Kafka client) loads too.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from stream_worker.broker import free_port, wait_until_serving
+from stream_worker.tools.broker import free_port, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[1]
 FETCH_SCRIPT = REPO / "scripts" / "fetch_kafka.sh"

@@ -50,7 +50,7 @@ def kafka_broker() -> Iterator[Broker]:
 
 @pytest.fixture(scope="session")
 def tansu_broker() -> Iterator[Broker]:
-    from stream_worker.broker import TansuBroker
+    from stream_worker.tools.broker import TansuBroker
 
     with TansuBroker() as broker:
         yield broker

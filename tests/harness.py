@@ -18,9 +18,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from stream_worker.avro import INPUT_SCHEMA, AvroEncoder, load_schema
-from stream_worker.settings import Settings
-from stream_worker.worker import Worker
+from stream_worker.common.settings import Settings
+from stream_worker.pipeline.avro import INPUT_SCHEMA, AvroEncoder, load_schema
+from stream_worker.pipeline.worker import Worker
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -307,6 +307,6 @@ def start_worker_cli(
 
 
 def _free_port() -> int:
-    from stream_worker.broker import free_port
+    from stream_worker.tools.broker import free_port
 
     return free_port()

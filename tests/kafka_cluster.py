@@ -29,7 +29,7 @@ try:
 except ModuleNotFoundError:  # tests/ itself on sys.path
     from brokers import _LOG4J2, _java, fetch_kafka_libs, new_cluster_id  # type: ignore[no-redef]
 
-from stream_worker.broker import free_port, wait_until_serving
+from stream_worker.tools.broker import free_port, wait_until_serving
 
 NODES = 3
 

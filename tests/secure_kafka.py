@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream_worker.broker import free_port, wait_until_serving
+from stream_worker.tools.broker import free_port, wait_until_serving
 from tests.brokers import _LOG4J2, _java, fetch_kafka_libs, new_cluster_id
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"

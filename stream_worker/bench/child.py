@@ -1,7 +1,7 @@
 """Measurement processes for ``scorer bench`` (tooling; one process per variant, since TensorFlow's thread count
 and precision are set once per process).
 
-Modes (``python -m stream_worker.bench_child MODE ...``; a JSON line with the result goes to stdout):
+Modes (``python -m stream_worker.bench.child MODE ...``; a JSON line with the result goes to stdout):
 
 * ``gemm``: GEMM ceilings, 2048x2048 matrix multiply in fp32 and bf16 (GFLOP/s).
 * ``model``: the model alone on the texts in a JSON file, cut into batches exactly as the worker's guard and
@@ -16,6 +16,7 @@ import argparse
 import io
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,9 +24,9 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .batch import Batcher
-from .decode import TextRecord
-from .guard import Checked, Guard
+from stream_worker.engine.batch import Batcher
+from stream_worker.pipeline.decode import TextRecord
+from stream_worker.pipeline.guard import Checked, Guard
 
 
 def _emit(result: dict[str, Any]) -> None:
@@ -67,7 +68,7 @@ def plan_batches(
 
 
 def model(model_dir: Path, texts_file: Path, precision: str, threads: int, cfg: dict[str, int]) -> dict[str, Any]:
-    from .score import Scorer, configure_precision, configure_threads
+    from stream_worker.engine.score import Scorer, configure_precision, configure_threads
 
     configure_threads(threads)
     effective = configure_precision(precision)
@@ -105,8 +106,8 @@ def per_message(model_dir: Path, bootstrap: str, in_topic: str, out_topic: str, 
     import fastavro
     from confluent_kafka import Consumer, Producer
 
-    from .avro import INPUT_SCHEMA, load_schema
-    from .score import Scorer, configure_precision
+    from stream_worker.engine.score import Scorer, configure_precision
+    from stream_worker.pipeline.avro import INPUT_SCHEMA, load_schema
 
     configure_precision("fp32")
     scorer = Scorer.load(model_dir)
@@ -145,7 +146,7 @@ def naive_serve(model_dir: Path, port: int) -> None:
     (no batching across requests), answering TF Serving's predict format."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from .score import Scorer, configure_precision
+    from stream_worker.engine.score import Scorer, configure_precision
 
     configure_precision("fp32")
     scorer = Scorer.load(model_dir)
@@ -174,6 +175,18 @@ def naive_serve(model_dir: Path, port: int) -> None:
     server.daemon_threads = True
     print("ready", file=sys.stderr, flush=True)
     server.serve_forever()
+
+
+def spawn(args: list[str], **kw: Any) -> subprocess.Popen[str]:
+    """Start ``python -m stream_worker.bench.child <args>`` with pipes (the parent talks to it line by line)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream_worker.bench.child", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .bench import Options, Run
-    from .settings import Settings
+    from stream_worker.bench.variants import Options, Run
+    from stream_worker.common.settings import Settings
 
 
 def _relative(path: Path) -> str:
@@ -32,7 +32,7 @@ def write_report(
     counts: dict[str, int],
     settings: Settings,
 ) -> Path:
-    from .bench import BASELINE, DEFAULT, PEER
+    from stream_worker.bench.variants import BASELINE, DEFAULT, PEER
 
     opts.output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{info['commit']}{'-quick' if opts.quick else ''}"
@@ -172,7 +172,7 @@ def write_report(
 
 
 def _http_targets(extra: dict[str, Any], kafka_short: float) -> list[tuple[str, str, bool]]:
-    from .bench import NAIVE, SERVE
+    from stream_worker.bench.variants import NAIVE, SERVE
 
     http = extra.get("http", {})
     serve, naive = http.get((SERVE, 64)), http.get((NAIVE, 64))

@@ -35,8 +35,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from . import client_log
-from .errors import ConfigError
+from stream_worker.common import client_log
+from stream_worker.common.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigError
+from stream_worker.common.errors import ConfigError
 
 # librdkafka keys the worker owns because delivery guarantees depend on them; user overrides are refused.
 _OWNED_CONSUMER_KEYS = frozenset({"enable.auto.offset.store", "enable.auto.commit", "group.id"})

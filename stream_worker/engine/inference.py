@@ -30,12 +30,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
-from .batch import Batcher
-from .errors import ModelError, ScorerError, ScoringFailed
-from .metrics import Metrics
-from .model_repo import ModelRepository, ModelWatcher, Version, initial_model
-from .score import Scorer, configure_precision, configure_threads, score_or_isolate
-from .settings import EngineSettings
+from stream_worker.common.errors import ModelError, ScorerError, ScoringFailed
+from stream_worker.common.metrics import Metrics
+from stream_worker.common.settings import EngineSettings
+from stream_worker.engine.batch import Batcher
+from stream_worker.engine.model_repo import ModelRepository, ModelWatcher, Version, initial_model
+from stream_worker.engine.score import Scorer, configure_precision, configure_threads, score_or_isolate
 
 log = logging.getLogger(__name__)
 

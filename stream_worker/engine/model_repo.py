@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import ModelError
+from stream_worker.common.errors import ModelError
 
 log = logging.getLogger(__name__)
 

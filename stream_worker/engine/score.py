@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ModelContractError, ModelError, ScoringFailed, WarmupFailed
+from stream_worker.common.errors import ModelContractError, ModelError, ScoringFailed, WarmupFailed
+from stream_worker.engine.model_repo import versions
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +27,11 @@ _SCORE_KEY = "score"
 
 
 def latest_version(model_dir: Path) -> tuple[int, Path]:
-    """The newest ``<integer>/saved_model.pb`` under ``model_dir``."""
-    if not model_dir.is_dir():
-        raise ModelError(f"model repository {model_dir} does not exist")
-    versions = [
-        (int(child.name), child)
-        for child in model_dir.iterdir()
-        if child.name.isdigit() and (child / "saved_model.pb").is_file()
-    ]
-    if not versions:
-        raise ModelError(f"no <integer version>/saved_model.pb under {model_dir}")
-    return max(versions)
+    """The newest ``<integer>/saved_model.pb`` under ``model_dir`` (the repository's rules: ``model_repo``)."""
+    for found in versions(model_dir):  # newest first; raises ModelError when the repository does not exist
+        if (found.path / "saved_model.pb").is_file():
+            return found.number, found.path
+    raise ModelError(f"no <integer version>/saved_model.pb under {model_dir}")
 
 
 _threads_set = False

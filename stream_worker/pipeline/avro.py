@@ -14,7 +14,7 @@ from typing import Any
 
 import fastavro
 
-from .errors import ConfigError, InvalidUtf8, SchemaMismatch
+from stream_worker.common.errors import ConfigError, InvalidUtf8, SchemaMismatch
 
 INPUT_SCHEMA = "text_message.avsc"
 OUTPUT_SCHEMA = "sentiment_score.avsc"
@@ -22,8 +22,8 @@ OUTPUT_SCHEMA = "sentiment_score.avsc"
 
 def default_schema_dir() -> Path:
     """The packaged schemas, or the checkout's ``schemas/`` folder."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_schemas", here.parent / "schemas"):
+    package = Path(__file__).resolve().parents[1]  # stream_worker/
+    for candidate in (package / "_schemas", package.parent / "schemas"):
         if (candidate / INPUT_SCHEMA).is_file():
             return candidate
     raise ConfigError("cannot find the Avro schemas; set SCORER_SCHEMA_DIR")

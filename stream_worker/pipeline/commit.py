@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from .errors import InfrastructureError
+from stream_worker.common.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
-from . import client_log
-from .errors import InfrastructureError
+from stream_worker.common import client_log
+from stream_worker.common.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
 

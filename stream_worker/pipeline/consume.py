@@ -15,9 +15,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from . import client_log
-from .errors import InfrastructureError
-from .settings import Settings
+from stream_worker.common import client_log
+from stream_worker.common.errors import InfrastructureError
+from stream_worker.common.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from .avro import INPUT_SCHEMA, AvroDecoder, load_schema
-from .errors import DecodeError, InvalidUtf8, SchemaMismatch, UnsupportedContentType
+from stream_worker.common.errors import DecodeError, InvalidUtf8, SchemaMismatch, UnsupportedContentType
+from stream_worker.pipeline.avro import INPUT_SCHEMA, AvroDecoder, load_schema
 
 CONFLUENT_MAGIC = 0
 _AVRO_TYPES = ("avro/binary", "application/avro", "application/vnd.kafka.avro.v2+avro")

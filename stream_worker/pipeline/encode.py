@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .avro import OUTPUT_SCHEMA, AvroEncoder, load_schema
-from .consume import Headers, Incoming
+from stream_worker.pipeline.avro import OUTPUT_SCHEMA, AvroEncoder, load_schema
+from stream_worker.pipeline.consume import Headers, Incoming
 
 MODEL_VERSION_HEADER = "scorer.model.version"
 PRECISION_HEADER = "scorer.model.precision"

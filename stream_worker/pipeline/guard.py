@@ -21,8 +21,8 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from .decode import TextRecord
-from .errors import EmptyText, InvalidUtf8, TextTooLong
+from stream_worker.common.errors import EmptyText, InvalidUtf8, TextTooLong
+from stream_worker.pipeline.decode import TextRecord
 
 _BYTES_PER_TOKEN = 4
 _SPECIAL_TOKENS = 2

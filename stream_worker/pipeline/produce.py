@@ -14,10 +14,10 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from . import client_log
-from .commit import OffsetTracker
-from .consume import Headers, Incoming
-from .errors import DeliveryError, InfrastructureError
+from stream_worker.common import client_log
+from stream_worker.common.errors import DeliveryError, InfrastructureError
+from stream_worker.pipeline.commit import OffsetTracker
+from stream_worker.pipeline.consume import Headers, Incoming
 
 log = logging.getLogger(__name__)
 

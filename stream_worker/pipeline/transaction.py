@@ -37,10 +37,10 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
-from .commit import OffsetTracker, Partition
-from .errors import ConfigError, DeliveryError, InfrastructureError
-from .produce import Publisher
-from .settings import Settings
+from stream_worker.common.errors import ConfigError, DeliveryError, InfrastructureError
+from stream_worker.common.settings import Settings
+from stream_worker.pipeline.commit import OffsetTracker, Partition
+from stream_worker.pipeline.produce import Publisher
 
 log = logging.getLogger(__name__)
 

@@ -26,23 +26,23 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
-from . import connect, consume
-from .commit import Committer, OffsetTracker
-from .consume import Incoming
-from .deadletter import dead_letter_headers
-from .decode import Decoder
-from .encode import CONTENT_TYPE_HEADER, ScoreEncoder
-from .engine import Engine, Result, Scored, open_engine
-from .errors import BadMessage, ConfigError, InfrastructureError, PiiDetected
-from .guard import Checked, Guard
-from .metrics import Metrics, forget_gauge
-from .model_repo import ModelWatcher, require_servable
-from .pii import HEADER as PII_HEADER
-from .pii import PiiScanner, apply_policy
-from .produce import Publisher
-from .score import Scorer
-from .settings import Settings
-from .transaction import TransactionCommitter, check_delivery_support
+from stream_worker.common.errors import BadMessage, ConfigError, InfrastructureError, PiiDetected
+from stream_worker.common.metrics import Metrics, forget_gauge
+from stream_worker.common.settings import Settings
+from stream_worker.engine.inference import Engine, Result, Scored, open_engine
+from stream_worker.engine.model_repo import ModelWatcher, require_servable
+from stream_worker.engine.score import Scorer
+from stream_worker.pipeline import connect, consume
+from stream_worker.pipeline.commit import Committer, OffsetTracker
+from stream_worker.pipeline.consume import Incoming
+from stream_worker.pipeline.deadletter import dead_letter_headers
+from stream_worker.pipeline.decode import Decoder
+from stream_worker.pipeline.encode import CONTENT_TYPE_HEADER, ScoreEncoder
+from stream_worker.pipeline.guard import Checked, Guard
+from stream_worker.pipeline.pii import HEADER as PII_HEADER
+from stream_worker.pipeline.pii import PiiScanner, apply_policy
+from stream_worker.pipeline.produce import Publisher
+from stream_worker.pipeline.transaction import TransactionCommitter, check_delivery_support
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,15 @@ Two protocols, so clients of TF Serving and of KServe/Triton/MLServer switch wit
   ``.../infer`` with a BYTES input tensor, outputs ``score`` FP32 and ``label`` BYTES, request ``id`` echoed).
 
 Every request goes through the guard the Kafka path uses (empty, too long, invalid UTF-8 → 400 naming the input
-index), then into the shared engine (``engine.py``): batched with other requests by length, one inference thread.
-Overload is an answer, not a crash: a full queue → 429 at once, a deadline → 504, a large body → 413.  The
-anonymization guard runs as on the Kafka path (``--pii-policy``; ``reject`` → 422 naming the kinds per input
-index).  Texts are never logged.  Why FastAPI on uvicorn: a well-kept ASGI stack whose request models give the
-OpenAPI document (``/openapi.json``) that clients and the schemathesis test read, with async handlers that wait
-on the engine's futures without a thread per request.
+index), then into the shared engine (``engine/inference.py``): batched with other requests by length, one
+inference thread. Overload is an answer, not a crash: a full queue → 429 at once, a deadline → 504, a large body →
+413. The anonymization guard runs as on the Kafka path (``--pii-policy``; ``reject`` → 422 naming the kinds per
+input index). Texts are never logged. Why FastAPI on uvicorn: a well-kept ASGI stack whose request models give the
+OpenAPI document (``/openapi.json``) that clients and the schemathesis test read, with async handlers that wait on
+the engine's futures without a thread per request.
+
+Modules: ``service.py`` (the state behind the routes), ``tfserving.py`` and ``oip.py`` (one protocol's routes
+each; they depend on the service only), this module (the app: assembles both, errors, limits, operations routes).
 """
 
 from __future__ import annotations
@@ -28,97 +31,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .decode import TextRecord
-from .engine import Engine, Overloaded, Scored, open_engine
-from .errors import BadMessage, ModelError, ScoringFailed
-from .guard import Checked, Guard
-from .metrics import Metrics
-from .pii import PiiScanner, apply_policy
-from .settings import ServeSettings
+from stream_worker.common.errors import ModelError
+from stream_worker.common.metrics import Metrics
+from stream_worker.common.settings import ServeSettings
+from stream_worker.engine.inference import open_engine
+from stream_worker.pipeline.guard import Guard
+from stream_worker.serve import oip, tfserving
+from stream_worker.serve.service import ApiError, Service
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Service:
-    """The state behind the routes: settings, engine, guard, metrics."""
-
-    def __init__(self, settings: ServeSettings, metrics: Metrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.engine: Engine | None = None
-        self.guard = Guard(settings.max_text_bytes, settings.max_sequence_tokens)
-        self.pii = PiiScanner() if settings.pii_policy != "off" else None
-        r = metrics.registry
-        self.requests = Counter(
-            "scorer_http_requests", "HTTP requests by route and status.", ["route", "status"], registry=r
-        )
-        self.latency = Histogram(
-            "scorer_http_request_seconds",
-            "HTTP request latency by route.",
-            ["route"],
-            registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )
-
-    @property
-    def version(self) -> str:
-        return self.engine.scorer.version if self.engine is not None else ""
-
-    def check_model(self, name: str, version: str | None = None) -> None:
-        if name != self.settings.model_name:
-            raise ApiError(404, f"Servable not found for request: Latest({name})")
-        if version is not None and version != self.version:
-            raise ApiError(404, f"Servable not found for request: Specific({name}, {version})")
-
-    async def score(self, texts: list[Any]) -> list[Scored]:
-        """Guard every input (400 naming the index), submit all, await all within the request deadline."""
-        if not texts:
-            raise ApiError(400, "no inputs")
-        if len(texts) > self.settings.max_texts_per_request:
-            raise ApiError(400, f"{len(texts)} inputs; at most {self.settings.max_texts_per_request} per request")
-        checked = []
-        found: list[str] = []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise ApiError(400, f"input {index}: not a string")
-            try:
-                ok = self.guard(TextRecord(str(index), text))
-            except BadMessage as exc:
-                raise ApiError(400, f"input {index}: {exc.reason}: {exc}") from None
-            if self.pii is not None:
-                policy = self.settings.pii_policy
-                pii = apply_policy(text, policy, self.pii)
-                self.metrics.count_pii(policy, pii.counts)
-                if pii.rejected:
-                    found.append(f"input {index}: {pii.header}")
-                ok = Checked(TextRecord(ok.record.id, pii.text), ok.tokens)
-            checked.append(ok)
-        if found:
-            raise ApiError(422, "pii_detected: personal data found (kinds per input): " + "; ".join(found))
-        if self.engine is None:
-            raise ApiError(503, "model not loaded yet")
-        try:
-            futures = [asyncio.wrap_future(self.engine.submit(c.record.text, c.tokens)) for c in checked]
-        except Overloaded as exc:
-            raise ApiError(429, f"overloaded: {exc}") from None
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*futures), self.settings.request_timeout_ms / 1000)
-        except TimeoutError:
-            raise ApiError(504, f"no answer within request_timeout_ms={self.settings.request_timeout_ms}") from None
-        out = []
-        for index, result in enumerate(results):
-            if isinstance(result, ScoringFailed):
-                raise ApiError(400, f"input {index}: {result.reason}: {result}")
-            out.append(result)
-        return out
 
 
 def create_app(settings: ServeSettings, metrics: Metrics | None = None) -> FastAPI:
@@ -178,10 +101,25 @@ def create_app(settings: ServeSettings, metrics: Metrics | None = None) -> FastA
         return response
 
     app.add_middleware(_JsonBodies, max_body_bytes=settings.max_body_bytes)
-    from .server_routes import add_routes
-
-    add_routes(app, service)
+    tfserving.add_routes(app, service)
+    oip.add_routes(app, service)
+    _operations_routes(app, service)
     return app
+
+
+def _operations_routes(app: FastAPI, service: Service) -> None:
+    @app.get("/metrics", tags=["operations"])
+    def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        ready = service.metrics.ready
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 class _JsonBodies:
@@ -214,7 +152,7 @@ class _JsonBodies:
 def _check_port(host: str, port: int) -> None:
     import socket
 
-    from .errors import ConfigError
+    from stream_worker.common.errors import ConfigError
 
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -230,7 +168,7 @@ def serve(settings: ServeSettings) -> None:
     """Run the server until SIGTERM/SIGINT (uvicorn handles the signals and drains connections)."""
     import uvicorn
 
-    from .model_repo import require_servable
+    from stream_worker.engine.model_repo import require_servable
 
     require_servable(settings.model_dir, settings.model_version)
     _check_port(settings.host, settings.port)

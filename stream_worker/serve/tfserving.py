@@ -1,15 +1,14 @@
-"""The routes of ``scorer serve``: TF Serving REST, Open Inference Protocol v2, operations (see ``server.py``)."""
+"""TF Serving REST routes of ``scorer serve``: ``/v1/models/{name}[/versions/{v}]`` (status), ``/metadata``,
+``:predict`` (row ``instances`` or columnar ``inputs``) and ``:classify``.  They depend on the service only."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from stream_worker.serve.app import ApiError, Service
+from stream_worker.serve.service import ApiError, Service, label_of
 
 SIGNATURE = "serving_default"
 
@@ -32,23 +31,6 @@ class ClassifyRequest(BaseModel):
     examples: list[TextObject]
 
 
-class InferInput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[Any]
-
-
-class InferRequest(BaseModel):
-    id: str | None = None
-    inputs: list[InferInput] = Field(min_length=1)
-    outputs: list[dict[str, Any]] | None = None
-
-
-def _label(score: float) -> str:
-    return "POSITIVE" if score >= 0.5 else "NEGATIVE"
-
-
 def _tensor_meta() -> dict[str, Any]:
     dim = {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False}
     return {
@@ -62,12 +44,6 @@ def _tensor_meta() -> dict[str, Any]:
 
 
 def add_routes(app: FastAPI, service: Service) -> None:
-    _tf_serving_routes(app, service)
-    _oip_routes(app, service)
-    _operations_routes(app, service)
-
-
-def _tf_serving_routes(app: FastAPI, service: Service) -> None:
     def status(name: str, version: str | None) -> dict[str, Any]:
         service.check_model(name, version)
         return {
@@ -92,7 +68,7 @@ def _tf_serving_routes(app: FastAPI, service: Service) -> None:
         if body.instances is not None:
             texts = [i.text if isinstance(i, TextObject) else i for i in body.instances]
             scored = await service.score(texts)
-            return {"predictions": [{"score": s.score, "label": _label(s.score)} for s in scored]}
+            return {"predictions": [{"score": s.score, "label": label_of(s.score)} for s in scored]}
         inputs = body.inputs
         if isinstance(inputs, dict):
             if set(inputs) != {"text"}:
@@ -100,7 +76,7 @@ def _tf_serving_routes(app: FastAPI, service: Service) -> None:
             inputs = inputs["text"]
         assert inputs is not None
         scored = await service.score(list(inputs))
-        return {"outputs": {"score": [s.score for s in scored], "label": [_label(s.score) for s in scored]}}
+        return {"outputs": {"score": [s.score for s in scored], "label": [label_of(s.score) for s in scored]}}
 
     async def classify(name: str, version: str | None, body: ClassifyRequest) -> dict[str, Any]:
         service.check_model(name, version)
@@ -127,87 +103,3 @@ def _tf_serving_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/models/{name}/versions/{version}:classify", tags=["TF Serving"])
     async def classify_version(name: str, version: str, body: ClassifyRequest) -> dict[str, Any]:
         return await classify(name, version, body)
-
-
-def _oip_routes(app: FastAPI, service: Service) -> None:
-    def model_meta(name: str, version: str | None = None) -> dict[str, Any]:
-        service.check_model(name, version)
-        return {
-            "name": name,
-            "versions": [service.version],
-            "platform": "tensorflow_savedmodel",
-            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-            "outputs": [
-                {"name": "score", "datatype": "FP32", "shape": [-1]},
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-            ],
-        }
-
-    def model_ready(name: str, version: str | None = None) -> JSONResponse:
-        service.check_model(name, version)
-        ready = service.metrics.ready
-        return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
-
-    async def infer(name: str, version: str | None, body: InferRequest) -> dict[str, Any]:
-        service.check_model(name, version)
-        if len(body.inputs) != 1 or body.inputs[0].name != "text":
-            raise ApiError(400, "expected exactly one input tensor named 'text'")
-        tensor = body.inputs[0]
-        if tensor.datatype != "BYTES":
-            raise ApiError(400, f"input 'text' must have datatype BYTES, not {tensor.datatype}")
-        if len(tensor.shape) != 1 or tensor.shape[0] != len(tensor.data):
-            raise ApiError(400, f"input 'text' shape {tensor.shape} does not match its {len(tensor.data)} values")
-        scored = await service.score(tensor.data)
-        outputs = [
-            {"name": "score", "datatype": "FP32", "shape": [len(scored)], "data": [s.score for s in scored]},
-            {"name": "label", "datatype": "BYTES", "shape": [len(scored)], "data": [_label(s.score) for s in scored]},
-        ]
-        wanted = {o.get("name") for o in body.outputs or []}
-        if wanted - {"score", "label"}:
-            raise ApiError(400, f"unknown outputs requested: {sorted(str(w) for w in wanted - {'score', 'label'})}")
-        if wanted:
-            outputs = [o for o in outputs if o["name"] in wanted]
-        answer: dict[str, Any] = {"model_name": name, "model_version": service.version, "outputs": outputs}
-        if body.id is not None:
-            answer["id"] = body.id
-        return answer
-
-    @app.get("/v2", tags=["Open Inference Protocol v2"])
-    def server_meta() -> dict[str, Any]:
-        return {"name": "kafka-sentiment-scorer", "version": "1", "extensions": []}
-
-    @app.get("/v2/health/live", tags=["Open Inference Protocol v2"])
-    def live() -> dict[str, bool]:
-        return {"live": True}
-
-    @app.get("/v2/health/ready", tags=["Open Inference Protocol v2"])
-    def ready() -> JSONResponse:
-        return JSONResponse({"ready": service.metrics.ready}, status_code=200 if service.metrics.ready else 503)
-
-    app.get("/v2/models/{name}", tags=["Open Inference Protocol v2"])(lambda name: model_meta(name))
-    app.get("/v2/models/{name}/versions/{version}", tags=["Open Inference Protocol v2"])(model_meta)
-    app.get("/v2/models/{name}/ready", tags=["Open Inference Protocol v2"])(lambda name: model_ready(name))
-    app.get("/v2/models/{name}/versions/{version}/ready", tags=["Open Inference Protocol v2"])(model_ready)
-
-    @app.post("/v2/models/{name}/infer", tags=["Open Inference Protocol v2"])
-    async def infer_latest(name: str, body: InferRequest) -> dict[str, Any]:
-        return await infer(name, None, body)
-
-    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["Open Inference Protocol v2"])
-    async def infer_version(name: str, version: str, body: InferRequest) -> dict[str, Any]:
-        return await infer(name, version, body)
-
-
-def _operations_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/metrics", tags=["operations"])
-    def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/readyz", tags=["operations"])
-    def readyz() -> JSONResponse:
-        ready = service.metrics.ready
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)

@@ -19,9 +19,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from .avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, AvroEncoder, load_schema
-from .connect import check_cluster
-from .errors import ConfigError, DeliveryError
+from stream_worker.common.errors import ConfigError, DeliveryError
+from stream_worker.pipeline.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, AvroEncoder, load_schema
+from stream_worker.pipeline.connect import check_cluster
 
 # librdkafka's own lines (connection retries) would interleave with the command's output; failures are reported
 # once, as an error naming the cluster.

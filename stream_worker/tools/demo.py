@@ -27,11 +27,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .broker import TansuBroker, free_port
-from .client import publish_texts, read_scores, score_consumer
-from .errors import ConfigError, ModelError
-from .score import latest_version
-from .training_bridge import run_training, training_available
+from stream_worker.common.errors import ConfigError, ModelError
+from stream_worker.engine.score import latest_version
+from stream_worker.tools.broker import TansuBroker, free_port
+from stream_worker.tools.client import publish_texts, read_scores, score_consumer
+from stream_worker.tools.training_bridge import run_training, training_available
 
 INPUT, OUTPUT, DLQ = "text-messages", "sentiment-scores", "text-messages.dlq"
 console = Console()

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, InfrastructureError, ModelError
-from .metrics import STALE_AFTER_S, heartbeat_file
-from .settings import Settings
+from stream_worker.common.errors import ConfigError, InfrastructureError, ModelError
+from stream_worker.common.metrics import STALE_AFTER_S, heartbeat_file
+from stream_worker.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class WorkerPool:
     # --- the supervisor loop --------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set (returns 0) or the pool gives up (returns non-zero)."""
-        from .metrics import HealthServer
+        from stream_worker.common.metrics import HealthServer
 
         s = self.settings
         server = None
@@ -114,9 +114,9 @@ class WorkerPool:
 
     def _preflight(self) -> None:
         """Fail once, clearly, before N children would each fail the same way."""
-        from . import connect
-        from .model_repo import require_servable
-        from .transaction import check_delivery_support
+        from stream_worker.engine.model_repo import require_servable
+        from stream_worker.pipeline import connect
+        from stream_worker.pipeline.transaction import check_delivery_support
 
         require_servable(self.settings.model_dir, self.settings.model_version)
         s = self.settings
@@ -176,7 +176,7 @@ class WorkerPool:
             _SLOT_ENV: str(child.slot),
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_worker.pool"],
+            [sys.executable, "-m", "stream_worker.tools.pool"],
             stdin=subprocess.PIPE,
             env=env,
             preexec_fn=_die_with_parent,
@@ -249,7 +249,7 @@ class WorkerPool:
         """Connectivity for ``/readyz``: brokers up as the worst-connected child sees them, the latest error."""
         from prometheus_client import CollectorRegistry, multiprocess
 
-        from .metrics import kafka_connectivity
+        from stream_worker.common.metrics import kafka_connectivity
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
@@ -323,10 +323,10 @@ def _die_with_parent() -> None:
 
 def child_main() -> int:
     """Entry point of one pool child: settings JSON on stdin, metrics to files, ready file for the supervisor."""
-    from . import logs
-    from .errors import ScorerError
-    from .metrics import Metrics
-    from .worker import Worker
+    from stream_worker.common import logs
+    from stream_worker.common.errors import ScorerError
+    from stream_worker.common.metrics import Metrics
+    from stream_worker.pipeline.worker import Worker
 
     settings = Settings(**json.loads(sys.stdin.read()))
     logs.configure(settings.log_level)

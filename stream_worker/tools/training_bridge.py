@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from stream_worker.common.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_PYTHON = REPO / ".venv-train" / "bin" / "python"
 SETUP_SCRIPT = REPO / "scripts" / "setup_training_env.sh"
 

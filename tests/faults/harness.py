@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from stream_worker.avro import INPUT_SCHEMA, AvroEncoder, load_schema
+from stream_worker.pipeline.avro import INPUT_SCHEMA, AvroEncoder, load_schema
 from tests.faults.verify import BadInput, DeadLetter, Tally
 from tests.harness import SCORER, _free_port, http_status, kill_group, user_env, wait_for
 from tests.toy_model import NEGATIVE, POISON, POSITIVE

@@ -17,7 +17,7 @@ import fastavro
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from stream_worker.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, load_schema
+from stream_worker.pipeline.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, load_schema
 from tests.harness import WorkerThread, produce, read_topic, worker_settings
 from tests.toy_model import POISON
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_worker.broker import free_port
+from stream_worker.tools.broker import free_port
 from tests.harness import read_topic
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def test_broker_produce_stdin_and_tail_table(tmp_path: Path) -> None:
         assert sorted(r.key for r in records) == [b"stdin-1", b"stdin-3"]  # blank lines are skipped
 
         # `scorer tail` (table mode) on an output-format topic: write two score records with the test helper.
-        from stream_worker.avro import OUTPUT_SCHEMA, AvroEncoder, load_schema
+        from stream_worker.pipeline.avro import OUTPUT_SCHEMA, AvroEncoder, load_schema
         from tests.harness import produce
 
         encode = AvroEncoder(load_schema(OUTPUT_SCHEMA))

@@ -18,8 +18,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from stream_worker.avro import OUTPUT_SCHEMA, load_schema
-from stream_worker.broker import free_port
+from stream_worker.pipeline.avro import OUTPUT_SCHEMA, load_schema
+from stream_worker.tools.broker import free_port
 from tests.harness import Record, WorkerProcess, avro_messages, http_get, metric_value, produce, read_topic, wait_for
 from tests.toy_model import NEGATIVE, POSITIVE
 

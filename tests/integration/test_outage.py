@@ -22,7 +22,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from stream_worker.avro import OUTPUT_SCHEMA, load_schema
+from stream_worker.pipeline.avro import OUTPUT_SCHEMA, load_schema
 from tests.brokers import KafkaBroker, _java, new_topic
 from tests.harness import http_get, metric_value, produce, read_topic, start_worker_cli, wait_for
 

@@ -22,7 +22,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from stream_worker.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, load_schema
+from stream_worker.pipeline.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, load_schema
 from tests.harness import Record, http_get, metric_value, read_topic, start_worker_cli, wait_for
 from tests.toy_model import NEGATIVE, POSITIVE
 

@@ -17,9 +17,9 @@ import fastavro
 import numpy as np
 import pytest
 
-from stream_worker.avro import OUTPUT_SCHEMA, load_schema
-from stream_worker.demo import load_reviews
-from stream_worker.score import latest_version
+from stream_worker.engine.score import latest_version
+from stream_worker.pipeline.avro import OUTPUT_SCHEMA, load_schema
+from stream_worker.tools.demo import load_reviews
 from tests.harness import REPO, WorkerThread, avro_messages, produce, read_topic, worker_settings
 
 pytestmark = pytest.mark.integration
@@ -66,8 +66,8 @@ def test_bf16_worker_scores_close_to_fp32(kafka_broker: Any, topic_factory: Call
     import subprocess
     import sys
 
-    from stream_worker.broker import free_port
-    from stream_worker.score import Scorer, choose_precision, cpu_flags
+    from stream_worker.engine.score import Scorer, choose_precision, cpu_flags
+    from stream_worker.tools.broker import free_port
     from tests.harness import http_status
 
     base = CI_RUN / "serving_model"

@@ -17,7 +17,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from stream_worker.avro import OUTPUT_SCHEMA, load_schema
+from stream_worker.pipeline.avro import OUTPUT_SCHEMA, load_schema
 from tests.harness import WorkerThread, avro_messages, produce, read_topic, wait_for, worker_settings
 
 pytestmark = pytest.mark.integration

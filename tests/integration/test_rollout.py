@@ -20,7 +20,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from stream_worker.avro import OUTPUT_SCHEMA, load_schema
+from stream_worker.pipeline.avro import OUTPUT_SCHEMA, load_schema
 from tests.harness import avro_messages, http_get, metric_value, produce, read_topic, start_worker_cli, wait_for
 
 pytestmark = pytest.mark.integration

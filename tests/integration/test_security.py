@@ -23,7 +23,7 @@ import fastavro
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from stream_worker.avro import OUTPUT_SCHEMA, load_schema
+from stream_worker.pipeline.avro import OUTPUT_SCHEMA, load_schema
 from tests.brokers import new_topic
 from tests.harness import SCORER, _free_port, http_status, user_env, wait_for
 from tests.secure_kafka import SCRAM_MECHANISM, SecureKafkaBroker

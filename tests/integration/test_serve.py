@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from stream_worker.broker import free_port
-from stream_worker.score import Scorer
+from stream_worker.engine.score import Scorer
+from stream_worker.tools.broker import free_port
 from tests.harness import metric_value
 
 pytestmark = pytest.mark.integration

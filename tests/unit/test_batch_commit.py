@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from stream_worker.batch import Batcher, cut
-from stream_worker.commit import OffsetTracker
-from stream_worker.decode import TextRecord
-from stream_worker.guard import Checked
+from stream_worker.engine.batch import Batcher, cut
+from stream_worker.pipeline.commit import OffsetTracker
+from stream_worker.pipeline.decode import TextRecord
+from stream_worker.pipeline.guard import Checked
 
 
 class Clock:

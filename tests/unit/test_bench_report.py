@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stream_worker.bench import BASELINE, DEFAULT, NAIVE, PEER, SERVE, Options, Run
-from stream_worker.bench_report import write_report
-from stream_worker.settings import Settings
+from stream_worker.bench.report import write_report
+from stream_worker.bench.variants import BASELINE, DEFAULT, NAIVE, PEER, SERVE, Options, Run
+from stream_worker.common.settings import Settings
 
 
 def test_report_lists_every_target(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_model_cost_is_read_from_the_weights(tmp_path: Path) -> None:
     by shape do not; neither do vectors."""
     import tensorflow as tf
 
-    from stream_worker.bench import model_cost
+    from stream_worker.bench.runner import model_cost
 
     module = tf.Module()
     module.up = tf.Variable(tf.zeros([8, 32]), name="layer_0/dense/kernel")

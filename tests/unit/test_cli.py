@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from stream_worker.settings import Settings
+from stream_worker.common.settings import Settings
 
 SCORER = str(Path(sys.executable).parent / "scorer")
 

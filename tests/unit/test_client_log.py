@@ -8,11 +8,11 @@ import logging
 import pytest
 from confluent_kafka import KafkaError
 
-from stream_worker import client_log
-from stream_worker.client_log import ClientHealth, LibrdkafkaRecords, RateLimiter, broker_view
-from stream_worker.connect import security_failure
-from stream_worker.logs import JsonFormatter
-from stream_worker.metrics import Metrics, kafka_connectivity
+from stream_worker.common import client_log
+from stream_worker.common.client_log import ClientHealth, LibrdkafkaRecords, RateLimiter, broker_view
+from stream_worker.common.logs import JsonFormatter
+from stream_worker.common.metrics import Metrics, kafka_connectivity
+from stream_worker.pipeline.connect import security_failure
 
 
 class FakeClock:
@@ -139,7 +139,7 @@ def test_connectivity_reaches_metrics_and_the_readyz_body() -> None:
 
 
 def test_health_server_readyz_body_is_json_and_keeps_the_status_codes() -> None:
-    from stream_worker.metrics import HealthServer, kafka_connectivity
+    from stream_worker.common.metrics import HealthServer, kafka_connectivity
     from tests.harness import http_get
 
     metrics = Metrics()

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_worker.avro import INPUT_SCHEMA, AvroEncoder, load_schema
-from stream_worker.decode import Decoder, TextRecord
-from stream_worker.errors import (
+from stream_worker.common.errors import (
     DecodeError,
     EmptyText,
     InvalidUtf8,
@@ -16,7 +14,9 @@ from stream_worker.errors import (
     TextTooLong,
     UnsupportedContentType,
 )
-from stream_worker.guard import Guard, has_content
+from stream_worker.pipeline.avro import INPUT_SCHEMA, AvroEncoder, load_schema
+from stream_worker.pipeline.decode import Decoder, TextRecord
+from stream_worker.pipeline.guard import Guard, has_content
 
 encode = AvroEncoder(load_schema(INPUT_SCHEMA))
 avro_decode = Decoder("avro")
@@ -99,7 +99,7 @@ def test_has_content() -> None:
 
 
 def test_long_texts_cost_their_windows() -> None:
-    from stream_worker.guard import window_cost
+    from stream_worker.pipeline.guard import window_cost
 
     # One window of 128 holds 126 tokens; longer texts are cut into windows of 128 with stride 96, at most 8.
     assert window_cost(10, 128, 96, 8) == 12
@@ -120,8 +120,8 @@ def test_guard_uses_the_model_windowing_for_a_long_review() -> None:
 def test_read_window_from_model_metadata(tmp_path: Path) -> None:
     import json
 
-    from stream_worker.errors import ModelError
-    from stream_worker.score import read_window
+    from stream_worker.common.errors import ModelError
+    from stream_worker.engine.score import read_window
 
     assert read_window(tmp_path) is None
     (tmp_path / "assets.extra").mkdir()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stream_worker.engine import Engine, Overloaded, Scored
-from stream_worker.errors import ScoringFailed
-from stream_worker.metrics import Metrics
-from stream_worker.score import Scorer, choose_precision, cpu_flags
+from stream_worker.common.errors import ScoringFailed
+from stream_worker.common.metrics import Metrics
+from stream_worker.engine.inference import Engine, Overloaded, Scored
+from stream_worker.engine.score import Scorer, choose_precision, cpu_flags
 from tests.toy_model import POISON
 
 
@@ -131,7 +131,7 @@ def test_bf16_on_a_cpu_without_it_falls_back_with_a_log_line() -> None:
     import sys
 
     code = (
-        "from stream_worker import logs, score; logs.configure('INFO'); "
+        "from stream_worker.common import logs; from stream_worker.engine import score; logs.configure('INFO'); "
         "print(score.configure_precision('bf16', {'avx2', 'avx512f'}))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

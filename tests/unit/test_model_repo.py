@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_worker.errors import ModelError
-from stream_worker.model_repo import (
+from stream_worker.common.errors import ModelError
+from stream_worker.engine.model_repo import (
     ModelRepository,
     ModelWatcher,
     Version,

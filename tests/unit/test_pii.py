@@ -1,4 +1,5 @@
-"""PII guard (stream_worker.pii): every kind, tricky negatives, placeholders, redaction, kinds header, policies."""
+"""PII guard (stream_worker.pipeline.pii): every kind, tricky negatives, placeholders, redaction, kinds header,
+policies."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import itertools
 import pytest
 
 from bench.pii_quality import generate_corpus, score
-from stream_worker.pii import HEADER, KINDS, PLACEHOLDERS, Finding, PiiScanner, apply_policy, kinds, redact
+from stream_worker.pipeline.pii import HEADER, KINDS, PLACEHOLDERS, Finding, PiiScanner, apply_policy, kinds, redact
 
 scanner = PiiScanner()
 

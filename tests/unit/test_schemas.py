@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import fastavro
 
-from stream_worker.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, AvroEncoder, load_schema
+from stream_worker.pipeline.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, AvroEncoder, load_schema
 
 
 def test_input_schema_round_trip() -> None:

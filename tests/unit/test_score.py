@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_worker.errors import ModelError, ScoringFailed
-from stream_worker.score import Scorer, latest_version, score_or_isolate
+from stream_worker.common.errors import ModelError, ScoringFailed
+from stream_worker.engine.score import Scorer, latest_version, score_or_isolate
 from tests.toy_model import POISON
 
 

@@ -7,13 +7,13 @@ import fastavro
 import pytest
 from pydantic import ValidationError
 
-from stream_worker.avro import OUTPUT_SCHEMA, load_schema
 from stream_worker.cli import build_settings
-from stream_worker.consume import Incoming
-from stream_worker.deadletter import dead_letter_headers
-from stream_worker.encode import ScoreEncoder
-from stream_worker.errors import ConfigError, InvalidUtf8
-from stream_worker.settings import Settings, read_properties
+from stream_worker.common.errors import ConfigError, InvalidUtf8
+from stream_worker.common.settings import Settings, read_properties
+from stream_worker.pipeline.avro import OUTPUT_SCHEMA, load_schema
+from stream_worker.pipeline.consume import Incoming
+from stream_worker.pipeline.deadletter import dead_letter_headers
+from stream_worker.pipeline.encode import ScoreEncoder
 
 
 def test_env_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:

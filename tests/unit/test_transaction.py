@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from stream_worker.commit import OffsetTracker
-from stream_worker.errors import ConfigError, InfrastructureError
-from stream_worker.settings import Settings
-from stream_worker.transaction import TransactionCommitter, check_delivery_support
+from stream_worker.common.errors import ConfigError, InfrastructureError
+from stream_worker.common.settings import Settings
+from stream_worker.pipeline.commit import OffsetTracker
+from stream_worker.pipeline.transaction import TransactionCommitter, check_delivery_support
 
 
 class FakeProducer:
