@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -95,6 +95,88 @@ logger.state.level = WARN
 """
 
 
+# --- pieces shared by the Apache Kafka launchers: KafkaBroker, secure_kafka.py, kafka_cluster.py ----------------
+def write_node_files(workdir: Path, properties: str) -> Path:
+    """``server.properties`` (returned) and ``log4j2.properties`` of one node in ``workdir``."""
+    props = workdir / "server.properties"
+    props.write_text(properties)
+    (workdir / "log4j2.properties").write_text(_LOG4J2)
+    return props
+
+
+def jvm_command(java: str, libs: Path, workdir: Path, heap: str, *extra: str) -> list[str]:
+    """The JVM and its flags for one node (logs into ``workdir``); the main class and its arguments follow."""
+    return [
+        java,
+        f"-Xmx{heap}",
+        "-Xms64m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",  # C1 only: much less JIT CPU on a small shared machine
+        *extra,
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={workdir}",
+        "-cp",
+        f"{libs}/*",
+    ]
+
+
+def start_format(jvm: list[str], cluster_id: str, props: Path, *extra: str) -> subprocess.Popen[str]:
+    """Start ``kafka-storage format`` of the log dirs named in ``props``; ``finish_format`` waits for it."""
+    cmd = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+
+
+def finish_format(proc: subprocess.Popen[str], timeout: float) -> None:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"kafka-storage format failed ({proc.returncode}):\n{out}")
+
+
+def launch(jvm: list[str], props: Path, log_file: Path) -> subprocess.Popen[bytes]:
+    """Start the node; its output is appended to ``log_file`` (a restart keeps the earlier log)."""
+    with log_file.open("ab") as out:
+        return subprocess.Popen(
+            [*jvm, "kafka.Kafka", str(props)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def wait_serving(
+    proc: subprocess.Popen[bytes], port: int, deadline: float, name: str, log_tail: Callable[[], str]
+) -> None:
+    """Until the node on 127.0.0.1:``port`` serves metadata; fails at ``deadline`` (monotonic) or if it exits."""
+    wait_until_serving(proc, "127.0.0.1", port, deadline, name, log_tail, 0.25)
+
+
+def tail(log_file: Path, lines: int) -> str:
+    try:
+        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait ``timeout`` seconds for a signalled node to exit, then SIGKILL it."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
+
+
+def discard_workdir(workdir: Path | None) -> Path | None:
+    """Delete ``workdir`` unless KEEP_KAFKA_LOGS is set; returns what the launcher's ``workdir`` becomes."""
+    if workdir is None or os.environ.get("KEEP_KAFKA_LOGS"):
+        return workdir
+    shutil.rmtree(workdir, ignore_errors=True)
+    return None
+
+
 class KafkaBroker:
     """One Apache Kafka KRaft node on free loopback ports, with a throw-away log dir."""
 
@@ -129,10 +211,7 @@ class KafkaBroker:
         return self.workdir / "server.log"
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except (OSError, AssertionError):
-            return "(no log)"
+        return "(no log)" if self.workdir is None else tail(self.log_file, lines)
 
     def _properties(self, data_dir: Path) -> str:
         cfg = {
@@ -175,39 +254,10 @@ class KafkaBroker:
         self.port, self.controller_port = free_port(), free_port()
         while self.controller_port == self.port:
             self.controller_port = free_port()
-        props = self.workdir / "server.properties"
-        props.write_text(self._properties(self.workdir / "data"))
-        log4j = self.workdir / "log4j2.properties"
-        log4j.write_text(_LOG4J2)
-        jvm = [
-            java,
-            f"-Xmx{self.heap}",
-            "-Xms64m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",  # C1 only: much less JIT CPU on a small shared machine
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}",
-            f"-Dkafka.logs.dir={self.workdir}",
-            "-cp",
-            f"{libs}/*",
-        ]
-        cluster_id = new_cluster_id()
-        fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if fmt.returncode != 0:
-            raise RuntimeError(f"kafka-storage format failed ({fmt.returncode}):\n{fmt.stdout}\n{fmt.stderr}")
-        with self.log_file.open("wb") as out:
-            self._proc = subprocess.Popen(
-                [*jvm, "kafka.Kafka", str(props)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        props = write_node_files(self.workdir, self._properties(self.workdir / "data"))
+        jvm = jvm_command(java, libs, self.workdir, self.heap)
+        finish_format(start_format(jvm, new_cluster_id(), props), timeout=120)
+        self._proc = launch(jvm, props, self.log_file)
         try:
             self._wait_ready(time.monotonic())  # the bound is for the JVM's start, not the jar fetch and format
         except BaseException:
@@ -219,20 +269,14 @@ class KafkaBroker:
     def _wait_ready(self, t0: float) -> None:
         assert self._proc is not None
         name = f"Apache Kafka (log {self.log_file})"
-        wait_until_serving(self._proc, "127.0.0.1", self.port, t0 + self.startup_timeout, name, self.log_tail, 0.25)
+        wait_serving(self._proc, self.port, t0 + self.startup_timeout, name, self.log_tail)
 
     def stop(self, timeout: float = 30.0) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self.workdir is not None and not os.environ.get("KEEP_KAFKA_LOGS"):
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+            wait_or_kill(proc, timeout)
+        self.workdir = discard_workdir(self.workdir)
 
     def __enter__(self) -> KafkaBroker:
         return self.start()

@@ -7,14 +7,13 @@ topic and the transaction state log.  ``kill(n)`` (SIGKILL), ``terminate(n)`` (S
 node again: same node id, ports and data dir) bounce one node; ``wait_full_isr`` waits until every partition of
 the named topics is back to three in-sync replicas.
 
-The jars, the Java binary, the log4j2 config and the port helpers are those of the single node
-(``tests/brokers.py``).  Heaps are small and the JIT is C1-only: three JVMs share two cores with the workers.
+The jars, the Java binary, the log4j2 config, the JVM command line, the storage format, the launch, the wait for a
+node to serve and the stop are those of the single node (``tests/brokers.py``).  Heaps are small and the JIT is
+C1-only: three JVMs share two cores with the workers.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -25,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:
-    from tests.brokers import _LOG4J2, _java, fetch_kafka_libs, new_cluster_id
+    from tests import brokers
 except ModuleNotFoundError:  # tests/ itself on sys.path
-    from brokers import _LOG4J2, _java, fetch_kafka_libs, new_cluster_id  # type: ignore[no-redef]
+    import brokers  # type: ignore[no-redef]
 
-from stream_worker.tools.broker import free_port, wait_until_serving
+from stream_worker.tools.broker import free_port
 
 NODES = 3
 
@@ -73,7 +72,7 @@ class KafkaCluster:
         self.extra_config = dict(extra_config or {})
         self.workdir: Path | None = None
         self.nodes: dict[int, _Node] = {}
-        self.cluster_id = new_cluster_id()
+        self.cluster_id = brokers.new_cluster_id()
         self.startup_seconds: float | None = None
 
     # --- addresses --------------------------------------------------------------------------------------------
@@ -85,11 +84,8 @@ class KafkaCluster:
         return [n for n, node in self.nodes.items() if node.proc is not None and node.proc.poll() is None]
 
     def log_tail(self, node_id: int, lines: int = 40) -> str:
-        try:
-            text = self.nodes[node_id].log_file.read_text(errors="replace")
-        except (OSError, KeyError):
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        node = self.nodes.get(node_id)
+        return "(no log)" if node is None else brokers.tail(node.log_file, lines)
 
     # --- configuration ----------------------------------------------------------------------------------------
     def _voters(self) -> str:
@@ -135,26 +131,14 @@ class KafkaCluster:
 
     def _jvm(self, node: _Node) -> list[str]:
         assert self.libs_dir is not None
-        return [
-            _java(),
-            f"-Xmx{self.heap}",
-            "-Xms64m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-XX:CICompilerCount=1",
-            "-Xss512k",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={node.workdir / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={node.workdir}",
-            "-cp",
-            f"{self.libs_dir}/*",
-        ]
+        extra = ("-XX:CICompilerCount=1", "-Xss512k")
+        return brokers.jvm_command(brokers._java(), self.libs_dir, node.workdir, self.heap, *extra)
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def start_cluster(self) -> KafkaCluster:
         """Format the three log dirs (in parallel), start the three nodes, wait until all serve as one cluster."""
         t0 = time.monotonic()
-        self.libs_dir = self.libs_dir or fetch_kafka_libs()
+        self.libs_dir = self.libs_dir or brokers.fetch_kafka_libs()
         self.workdir = Path(tempfile.mkdtemp(prefix="kafka-cluster-"))
         used: set[int] = set()
 
@@ -171,15 +155,10 @@ class KafkaCluster:
             self.nodes[node_id] = _Node(node_id, port(), port(), workdir)
         formats = []
         for node in self.nodes.values():
-            (node.workdir / "server.properties").write_text(self._properties(node))
-            (node.workdir / "log4j2.properties").write_text(_LOG4J2)
-            cmd = [*self._jvm(node), "kafka.tools.StorageTool", "format", "-t", self.cluster_id]
-            cmd += ["-c", str(node.workdir / "server.properties")]
-            formats.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+            props = brokers.write_node_files(node.workdir, self._properties(node))
+            formats.append(brokers.start_format(self._jvm(node), self.cluster_id, props))
         for fmt in formats:
-            out, _ = fmt.communicate(timeout=180)
-            if fmt.returncode != 0:
-                raise RuntimeError(f"kafka-storage format failed ({fmt.returncode}):\n{out.decode(errors='replace')}")
+            brokers.finish_format(fmt, timeout=180)
         try:
             for node_id in self.nodes:
                 self._launch(node_id)
@@ -196,19 +175,13 @@ class KafkaCluster:
     def _launch(self, node_id: int) -> None:
         node = self.nodes[node_id]
         assert node.proc is None or node.proc.poll() is not None, f"node {node_id} is running"
-        with node.log_file.open("ab") as out:
-            node.proc = subprocess.Popen(
-                [*self._jvm(node), "kafka.Kafka", str(node.workdir / "server.properties")],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        node.proc = brokers.launch(self._jvm(node), node.workdir / "server.properties", node.log_file)
 
     def _wait_serving(self, node_id: int, deadline: float) -> None:
         node = self.nodes[node_id]
         assert node.proc is not None
         name = f"Kafka node {node_id} (log {node.log_file})"
-        wait_until_serving(node.proc, "127.0.0.1", node.port, deadline, name, lambda: self.log_tail(node_id), 0.25)
+        brokers.wait_serving(node.proc, node.port, deadline, name, lambda: self.log_tail(node_id))
 
     def start(self, node_id: int, timeout_s: float = 300.0) -> float:
         """Restart node ``node_id`` (same id, ports and data); returns the seconds until it serves again."""
@@ -230,11 +203,7 @@ class KafkaCluster:
         proc = self.nodes[node_id].proc
         assert proc is not None and proc.poll() is None, f"node {node_id} is not running"
         proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+        brokers.wait_or_kill(proc, timeout_s)
 
     def stop(self) -> None:
         for node in self.nodes.values():
@@ -242,14 +211,8 @@ class KafkaCluster:
                 node.proc.terminate()
         for node in self.nodes.values():
             if node.proc is not None:
-                try:
-                    node.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
-                    node.proc.wait(30)
-        if self.workdir is not None and not os.environ.get("KEEP_KAFKA_LOGS"):
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+                brokers.wait_or_kill(node.proc, 30)
+        self.workdir = brokers.discard_workdir(self.workdir)
 
     def __enter__(self) -> KafkaCluster:
         return self.start_cluster()

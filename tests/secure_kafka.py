@@ -11,8 +11,6 @@ that trusts only it must refuse the broker).  Listeners, all on loopback:
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -20,8 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream_worker.tools.broker import free_port, wait_until_serving
-from tests.brokers import _LOG4J2, _java, fetch_kafka_libs, new_cluster_id
+from stream_worker.tools.broker import free_port
+from tests.brokers import (
+    _java,
+    discard_workdir,
+    fetch_kafka_libs,
+    finish_format,
+    jvm_command,
+    launch,
+    new_cluster_id,
+    start_format,
+    tail,
+    wait_or_kill,
+    wait_serving,
+    write_node_files,
+)
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
@@ -112,10 +123,7 @@ class SecureKafkaBroker:
         return self.workdir / "server.log"
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except (OSError, AssertionError):
-            return "(no log)"
+        return "(no log)" if self.workdir is None else tail(self.log_file, lines)
 
     def _properties(self, data_dir: Path) -> str:
         assert self.certs is not None
@@ -183,45 +191,18 @@ class SecureKafkaBroker:
         while len(ports) < 4:
             ports.add(free_port())
         self.ssl_port, self.sasl_port, self.internal_port, self.controller_port = sorted(ports)
-        props = self.workdir / "server.properties"
-        props.write_text(self._properties(self.workdir / "data"))
-        log4j = self.workdir / "log4j2.properties"
-        log4j.write_text(_LOG4J2)
-        jvm = [
-            _java(),
-            f"-Xmx{self.heap}",
-            "-Xms64m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}",
-            f"-Dkafka.logs.dir={self.workdir}",
-            "-cp",
-            f"{libs}/*",
-        ]
+        props = write_node_files(self.workdir, self._properties(self.workdir / "data"))
+        jvm = jvm_command(_java(), libs, self.workdir, self.heap)
         scram = [
             arg
             for user, password in self.users.items()
             for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")
         ]
-        cluster_id = new_cluster_id()
-        fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if fmt.returncode != 0:
-            raise RuntimeError(f"kafka-storage format failed ({fmt.returncode}):\n{fmt.stdout}\n{fmt.stderr}")
-        with self.log_file.open("wb") as out:
-            self._proc = subprocess.Popen(
-                [*jvm, "kafka.Kafka", str(props)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
+        finish_format(start_format(jvm, new_cluster_id(), props, *scram), timeout=120)
+        self._proc = launch(jvm, props, self.log_file)
         try:
             name = f"secure Apache Kafka (log {self.log_file})"
-            deadline = t0 + self.startup_timeout
-            wait_until_serving(self._proc, "127.0.0.1", self.internal_port, deadline, name, self.log_tail, 0.25)
+            wait_serving(self._proc, self.internal_port, t0 + self.startup_timeout, name, self.log_tail)
         except BaseException:
             self.stop()
             raise
@@ -231,14 +212,8 @@ class SecureKafkaBroker:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self.workdir is not None and not os.environ.get("KEEP_KAFKA_LOGS"):
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+            wait_or_kill(proc, timeout)
+        self.workdir = discard_workdir(self.workdir)
 
     def __enter__(self) -> SecureKafkaBroker:
         return self.start()
