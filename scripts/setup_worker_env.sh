@@ -6,6 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON311:-python3.11}
+# `scorer bench` drives HTTP servers with hey, a compiled load generator (Debian package), so its clients do not
+# take the measured server's CPU.
+if ! command -v hey >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing hey (HTTP load generator for scorer bench) from Debian" >&2
+    apt-get install -y -q hey >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q hey >/dev/null; }
+  else
+    echo "setup: 'hey' (HTTP load generator) is missing; install it (Debian: sudo apt-get install hey)" >&2
+    exit 1
+  fi
+fi
 stamp="$VENV/.setup-stamp"
 want=$(cat pyproject.toml scripts/setup_worker_env.sh | sha256sum | cut -c1-16)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then

@@ -96,7 +96,10 @@ def write_report(
         "|---|---|---|---|",
     ]
     for fraction, (rate, p50, p99) in sorted(extra["latency"].items()):
-        lines.append(f"| {fraction:.0%} of capacity | {rate:.0f} | {p50:.3f} | {p99:.3f} |")
+        load = "1 client (one message at a time)" if fraction == 0 else f"{fraction:.0%} of capacity"
+        lines.append(f"| {load} | {rate:.0f} | {p50:.3f} | {p99:.3f} |")
+    if extra.get("one_text_s"):
+        lines += ["", f"The model alone scores one median-length snippet in {_one_text(extra) * 1000:.1f} ms (median)."]
     if extra.get("http"):
         lines += [
             "",
@@ -107,6 +110,21 @@ def write_report(
         ]
         for (server, clients), (rps, p50, p99) in sorted(extra["http"].items()):
             lines.append(f"| {server} | {clients} | {rps:.1f} | {p50:.3f} | {p99:.3f} |")
+        lines += [
+            "",
+            "Load generator: `hey` (compiled Go, its own process), the same median-length snippet in every request.",
+        ]
+    if extra.get("http_paced"):
+        lines += [
+            "",
+            "## HTTP: paced load (64 hey clients, each capped at its share of the rate)",
+            "",
+            "| server | load | rate (req/s) | achieved (req/s) | p50 (s) | p99 (s) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for (server, fraction), (rate, rps, p50, p99) in sorted(extra["http_paced"].items()):
+            load = f"{fraction:.0%} of its 64-client rate"
+            lines.append(f"| {server} | {load} | {rate:.1f} | {rps:.1f} | {p50:.3f} | {p99:.3f} |")
     lines += [
         "",
         "## Resources",
@@ -149,6 +167,7 @@ def write_report(
         ),
         (f"p99 at 50% load ≤ max_wait + 2 x max batch = {bound:.3f} s", f"{p99_half:.3f} s", p99_half <= bound),
         *_http_targets(extra, tps(DEFAULT, "short")),
+        *_latency_targets(extra, best_alone.get("short", 0.0), tps, mixes),
         *[
             (
                 f"anonymization guard (flag) ≤ 5% of end-to-end time per text ({m})",
@@ -186,6 +205,50 @@ def _http_targets(extra: dict[str, Any], kafka_short: float) -> list[tuple[str, 
             bool(kafka_short) and serve[0] >= 0.85 * kafka_short,
         ),
     ]
+
+
+def _one_text(extra: dict[str, Any]) -> float:
+    return min(extra["one_text_s"]) if extra.get("one_text_s") else 0.0
+
+
+def _latency_targets(
+    extra: dict[str, Any], best_alone_short: float, tps: Any, mixes: list[str]
+) -> list[tuple[str, str, bool]]:
+    """The low-latency issue's targets: HTTP against the naive server and the model alone, Kafka against the
+    model's own one-text latency, saturation against the previous fixed-window default."""
+    from stream_worker.bench.variants import DEFAULT, FIXED_WINDOW, NAIVE, SERVE
+
+    out: list[tuple[str, str, bool]] = []
+    http = extra.get("http", {})
+    s1, n1, s64, n64 = http.get((SERVE, 1)), http.get((NAIVE, 1)), http.get((SERVE, 64)), http.get((NAIVE, 64))
+    if s1 and n1:
+        out.append(("serve, 1 client: ≥ 0.9x naive requests/s", f"{s1[0] / n1[0]:.2f}x", s1[0] >= 0.9 * n1[0]))
+        out.append(("serve, 1 client: p50 ≤ 1.2x naive p50", f"{s1[1] / n1[1]:.2f}x", s1[1] <= 1.2 * n1[1]))
+    if s64 and n64:
+        out.append(("serve, 64 clients: ≥ 1.5x naive requests/s", f"{s64[0] / n64[0]:.2f}x", s64[0] >= 1.5 * n64[0]))
+        if best_alone_short:
+            out.append(
+                (
+                    "serve, 64 clients: ≥ 0.85x best model-alone texts/s (short)",
+                    f"{s64[0] / best_alone_short:.2f}x",
+                    s64[0] >= 0.85 * best_alone_short,
+                )
+            )
+    one = _one_text(extra)
+    quarter, ninety = extra["latency"].get(0.25), extra["latency"].get(0.9)
+    if one and quarter:
+        where = extra.get("broker", "broker")
+        p50, p99 = quarter[1], quarter[2]
+        out.append((f"Kafka ({where}) at 25%: p50 ≤ 2x one-text model latency", f"{p50 / one:.1f}x", p50 <= 2 * one))
+        out.append((f"Kafka ({where}) at 25%: p99 ≤ 5x one-text model latency", f"{p99 / one:.1f}x", p99 <= 5 * one))
+    if ninety:
+        out.append(("Kafka at 90%: p99 ≤ 1 s", f"{ninety[2]:.3f} s", ninety[2] <= 1.0))
+    for m in mixes:
+        fixed = tps(FIXED_WINDOW, m)
+        if fixed:
+            ratio = tps(DEFAULT, m) / fixed
+            out.append((f"saturation ({m}): default ≥ 0.97x the fixed 25 ms window", f"{ratio:.2f}x", ratio >= 0.97))
+    return out
 
 
 def _plots(out: Path, stem: str, variants: list[str], mixes: list[str], tps: Any, extra: dict[str, Any]) -> list[Path]:

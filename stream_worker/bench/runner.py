@@ -29,9 +29,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from stream_worker.bench.child import spawn
-from stream_worker.bench.http_load import HttpUnderTest, closed_loop
+from stream_worker.bench.http_load import HttpUnderTest, closed_loop, paced
 from stream_worker.bench.kafka_load import WorkerUnderTest, latency_at, per_message_peer, scrape
-from stream_worker.bench.variants import BASELINE, DEFAULT, NAIVE, PEER, SERVE, Options, Run
+from stream_worker.bench.variants import BASELINE, DEFAULT, FIXED_WINDOW, NAIVE, PEER, SERVE, Options, Run
 from stream_worker.common.settings import Settings
 from stream_worker.tools.broker import TansuBroker
 from stream_worker.tools.demo import load_reviews
@@ -169,6 +169,7 @@ def model_alone(opts: Options, texts: list[str], precision: str, processes: int,
         "max_batch_s": max(r["max_batch_s"] for r in results),
         "precision": results[0]["precision"],
         "rss_mb": max(r["rss_mb"] for r in results),
+        "one_text_s": min(r["one_text_s"] for r in results),
     }
 
 
@@ -203,6 +204,7 @@ def run_bench(opts: Options) -> Path:
     e2e_variants = [
         (BASELINE, ["--processes", "1", "--precision", "fp32"]),
         (DEFAULT, []),
+        (FIXED_WINDOW, ["--max-wait-ms", "25"]),
         ("scorer worker --processes 1, precision auto", ["--processes", "1"]),
     ]
     if opts.quick:  # the smoke run: every code path once (both precisions, both layouts), not every combination
@@ -210,6 +212,9 @@ def run_bench(opts: Options) -> Path:
         e2e_variants = e2e_variants[:2]
     runs: dict[tuple[str, str], Run] = {}
     extra: dict[str, Any] = {"cold_start_s": {}, "rss_mb": {}, "max_batch_s": {}, "gemm": [], "latency": {}, "http": {}}
+    extra["one_text_s"] = []
+    extra["http_paced"] = {}
+    extra["broker"] = "Apache Kafka (--bootstrap-servers)" if opts.bootstrap_servers else "embedded tansu"
     extra["cost"] = model_cost(opts.model_dir)
 
     def record(variant: str, mix: str, texts_per_s: float) -> None:
@@ -234,6 +239,8 @@ def run_bench(opts: Options) -> Path:
                 for mix, texts in mixes.items():
                     result = model_alone(opts, texts, precision, procs, threads)
                     record(name, mix, result["texts_per_s"])
+                    if mix == "short":
+                        extra["one_text_s"].append(result["one_text_s"])
                     extra["max_batch_s"][name] = result["max_batch_s"]
                     step(f"round {round_no + 1}: {name} [{mix}]")
             for name, flags in e2e_variants:
@@ -249,19 +256,28 @@ def run_bench(opts: Options) -> Path:
                 step(f"round {round_no + 1}: {name}")
             record(PEER, "short", per_message_peer(opts, bootstrap, mixes["short"][: opts.peer_texts]))
             step(f"round {round_no + 1}: per-message peer")
+        one_text = sorted(mixes["short"], key=len)[len(mixes["short"]) // 2]  # a median-length snippet
         for naive in (False, True):
             name = NAIVE if naive else SERVE
             http = HttpUnderTest(opts, naive)
             try:
                 for concurrency in (1, 8, 64):
                     count = max(concurrency * 4, opts.http_requests // (4 if concurrency == 1 else 1))
-                    extra["http"][(name, concurrency)] = closed_loop(http.url, mixes["short"], concurrency, count)
+                    extra["http"][(name, concurrency)] = closed_loop(http.url, one_text, concurrency, count)
+                capacity_http = extra["http"][(name, 64)][0]
+                for fraction in (0.25, 0.5, 0.9):
+                    rate = capacity_http * fraction
+                    measured = paced(http.url, one_text, rate, opts.latency_seconds)
+                    extra["http_paced"][(name, fraction)] = (rate, *measured)
             finally:
                 http.stop()
             step(f"{name}: closed-loop clients 1/8/64")
         capacity = runs[(DEFAULT, "short")].median()
         worker = WorkerUnderTest(opts, bootstrap, [], log_dir)
         try:
+            # One client: one message at a time, 5 per second (far below capacity), then fractions of capacity.
+            p50, p99 = latency_at(worker, mixes["short"], 5.0, opts.latency_seconds)
+            extra["latency"][0.0] = (5.0, p50, p99)
             for fraction in (0.25, 0.5, 0.9):
                 p50, p99 = latency_at(worker, mixes["short"], capacity * fraction, opts.latency_seconds)
                 extra["latency"][fraction] = (capacity * fraction, p50, p99)

@@ -10,6 +10,7 @@ from typing import Any
 
 BASELINE = "scorer worker x1 fp32 (baseline)"
 DEFAULT = "scorer worker, default settings"
+FIXED_WINDOW = "scorer worker, fixed 25 ms batching window (the previous default)"
 PEER = "per-message scorer (poll one, score one, produce one)"
 SERVE = "scorer serve (default settings)"
 NAIVE = "naive HTTP server (one model call per request)"

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER_S = 60.0  # a main loop silent this long is stalled (/healthz 503)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_FINE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -81,6 +82,18 @@ class Metrics:
         )
         self.inference_seconds = Histogram(
             "scorer_inference_seconds", "Model time per batch.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.queue_wait_seconds = Histogram(
+            "scorer_queue_wait_seconds",
+            "Time a text waited in the engine before its batch started (submit to model call).",
+            buckets=_FINE_BUCKETS,
+            registry=r,
+        )
+        self.publish_ack_seconds = Histogram(
+            "scorer_publish_ack_seconds",
+            "Score record handed to the producer until the broker acknowledged it.",
+            buckets=_FINE_BUCKETS,
+            registry=r,
         )
         self.end_to_end_seconds = Histogram(
             "scorer_end_to_end_seconds",

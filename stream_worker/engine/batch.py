@@ -1,15 +1,18 @@
 """Batch stage: micro-batches that close at max count, max wait or a padded-token budget.
 
-Items wait in a small pool.  The pool is cut into batches when it holds ``sort_window`` batches' worth of items
-(backlog), when its oldest item waited ``max_wait_ms`` (low traffic), or when it is forced (rebalance, stop).
+Items wait in a small pool.  With ``max_wait_ms`` = 0 (continuous batching, the default) the pool is due as soon
+as it holds anything: the engine takes it whenever its inference thread is free, so batches are as large as what
+gathered while the previous batch ran.  With ``max_wait_ms`` > 0 (a fixed window) the pool is due when it holds
+``sort_window`` batches' worth of items (backlog) or its oldest item waited ``max_wait_ms``.  A forced cut
+(rebalance, stop) takes the pool in both modes.
 Before cutting, the pool is sorted by estimated tokens so that texts of similar length share a batch: the model
 pads a batch to its longest text, so sorting removes most padding under backlog.  A batch's cost is
 ``len(batch) x longest`` estimated tokens and never exceeds ``token_budget`` (a single item larger than the budget
 forms a batch of its own).
 
 Sorting reorders messages inside a window only; offsets are committed in order anyway by the commit stage, so
-reordering never lets a commit pass an unacknowledged message.  The engine (``engine.py``) owns one batcher and
-runs it in its inference thread; items are anything with a ``tokens`` estimate.
+reordering never lets a commit pass an unacknowledged message.  The engine (``inference.py``) owns one batcher
+and runs it in its inference thread; items are anything with a ``tokens`` estimate.
 """
 
 from __future__ import annotations

@@ -10,8 +10,13 @@ Rules, in steps:
 
 1. ``submit(text, tokens)`` returns a ``Future``; when ``max_queue`` texts already wait, it raises ``Overloaded``
    at once (the server answers 429; the Kafka loop never gets there because it polls only for free room).
-2. The inference thread scores when the pool is due: ``sort_window x max_batch_size`` texts wait, the oldest
-   waited ``max_wait_ms``, or ``flush()`` asked for it.
+2. The inference thread scores when it is free and the pool is due (``batch.Batcher``): by default (continuous
+   batching, ``max_wait_ms`` = 0) as soon as anything waits, so a lone text is scored at once and, under load,
+   the next batch is whatever gathered while the last one ran (no fixed wait: TEI and Triton's dynamic batcher
+   work this way); with ``max_wait_ms`` > 0 when ``sort_window x max_batch_size`` texts wait or the oldest waited
+   ``max_wait_ms``; always when ``flush()`` asks.  A caller that submits several texts at once (the Kafka loop,
+   one poll's messages) does so inside ``submitting()``, so they start in the same batch instead of the first
+   one being taken alone.
 3. Between two batches it takes a newly loaded model version from the ``ModelWatcher`` (hot reload), so each batch
    is scored by exactly one version, which its results name (``Scored.version``).
 4. A batch the model rejects is bisected (``score.score_or_isolate``); only the texts the model rejects resolve to
@@ -26,7 +31,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
@@ -46,10 +51,13 @@ class Overloaded(ScorerError):
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """One text's result: probability of POSITIVE and the model version that computed it."""
+    """One text's result: probability of POSITIVE and the model version that computed it; how long it waited in
+    the queue and how long its batch's model call took (seconds)."""
 
     score: float
     version: str
+    queue_s: float = field(default=0.0, compare=False)
+    inference_s: float = field(default=0.0, compare=False)
 
 
 Result = Scored | ScoringFailed
@@ -60,6 +68,7 @@ class _Job:
     text: str
     tokens: int
     future: Future[Result] = field(default_factory=Future)
+    submitted: float = field(default_factory=time.perf_counter)
 
 
 class Engine:
@@ -75,9 +84,10 @@ class Engine:
         metrics: Metrics | None = None,
         watcher: ModelWatcher | None = None,
         on_swap: Callable[[Scorer, Scorer], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.scorer = scorer
-        self._batcher: Batcher[_Job] = Batcher(max_batch_size, max_wait_ms, token_budget, sort_window)
+        self._batcher: Batcher[_Job] = Batcher(max_batch_size, max_wait_ms, token_budget, sort_window, clock)
         self._max_queue = max_queue
         self._metrics = metrics
         self._watcher = watcher
@@ -85,6 +95,7 @@ class Engine:
         self._cond = threading.Condition()
         self._force = False
         self._busy = False
+        self._holds = 0  # callers inside submitting()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
@@ -105,6 +116,19 @@ class Engine:
                 self._metrics.queue_depth.set(len(self._batcher))
             self._cond.notify()
         return job.future
+
+    @contextlib.contextmanager
+    def submitting(self) -> Iterator[None]:
+        """Submit several texts as one arrival: the inference thread does not start a batch until the block ends
+        (a flush still does).  Keep the block short: it only spans the caller's own submits."""
+        with self._cond:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holds -= 1
+                self._cond.notify()
 
     def waiting(self) -> int:
         with self._cond:
@@ -128,7 +152,7 @@ class Engine:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._force or self._stopping or self._batcher.due()):
+                while not (self._force or self._stopping or (not self._holds and self._batcher.due())):
                     self._cond.wait(self._batcher.seconds_until_due() if len(self._batcher) else None)
                 if self._stopping and not len(self._batcher):
                     self._cond.notify_all()
@@ -165,6 +189,9 @@ class Engine:
             return
         scorer = self.scorer
         started = time.perf_counter()
+        if self._metrics is not None:
+            for job in batch:
+                self._metrics.queue_wait_seconds.observe(started - job.submitted)
         try:
             results = score_or_isolate(scorer, [job.text for job in batch])
         except Exception as exc:  # not the texts' fault: every caller of this batch gets the error
@@ -173,13 +200,16 @@ class Engine:
                 with contextlib.suppress(InvalidStateError):
                     job.future.set_exception(exc)
             return
+        inference_s = time.perf_counter() - started
         if self._metrics is not None:
-            self._metrics.inference_seconds.observe(time.perf_counter() - started)
+            self._metrics.inference_seconds.observe(inference_s)
             self._metrics.batch_size.observe(len(batch))
             self._metrics.batch_tokens.observe(len(batch) * max(job.tokens for job in batch))
-        for job, result in zip(batch, results, strict=True):
+        for job, raw in zip(batch, results, strict=True):
+            waited = started - job.submitted
+            result: Result = raw if isinstance(raw, ScoringFailed) else Scored(raw, scorer.version, waited, inference_s)
             with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
-                job.future.set_result(result if isinstance(result, ScoringFailed) else Scored(result, scorer.version))
+                job.future.set_result(result)
 
 
 def open_engine(

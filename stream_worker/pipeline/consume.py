@@ -101,9 +101,20 @@ def open_consumer(
 
 
 def poll(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Incoming]:
-    """Fetch up to ``max_messages`` within ``timeout_s``; raises ``InfrastructureError`` on fatal errors only."""
+    """Up to ``max_messages`` messages, returned as soon as there is at least one (waiting at most ``timeout_s``
+    when there is none); raises ``InfrastructureError`` on fatal errors only.
+
+    librdkafka's ``consume(num_messages=N, timeout=T)`` returns only when N messages arrived or T passed, so at low
+    traffic every message would wait the whole timeout.  Here: take what the client already fetched (no wait);
+    if that is nothing, block for the first message only, then take what came with it.
+    """
+    wanted = max(1, max_messages)
     try:
-        messages = consumer.consume(num_messages=max(1, max_messages), timeout=max(0.0, timeout_s))
+        messages = consumer.consume(num_messages=wanted, timeout=0)
+        if not messages and timeout_s > 0:
+            messages = consumer.consume(num_messages=1, timeout=timeout_s)
+            if messages and wanted > 1:
+                messages += consumer.consume(num_messages=wanted - 1, timeout=0)
     except KafkaException as exc:
         raise InfrastructureError("consume failed") from exc
     batch: list[Incoming] = []

@@ -111,12 +111,16 @@ class Worker:
                 self.committer.consumer = self.consumer
             else:
                 self.committer = Committer(self.consumer, self.tracker, s.commit_interval_ms)
+            engine = self.engine
+            assert engine is not None
             self.metrics.ready = True
             log.info("worker ready", extra={"group_id": s.group_id, "input_topic": s.input_topic})
             while not stop.is_set():
                 if self._room():
-                    for incoming in consume.poll(self.consumer, self._room(), self._poll_timeout()):
-                        self._admit(incoming)
+                    polled = consume.poll(self.consumer, self._room(), self._poll_timeout())
+                    with engine.submitting():  # one poll's texts start in one batch
+                        for incoming in polled:
+                            self._admit(incoming)
                 else:  # back-pressure: the engine has all it can use; wait for the oldest score, read nothing
                     oldest: Future[Any] = self.in_flight[0].future
                     futures.wait([oldest], timeout=0.05)
@@ -337,16 +341,18 @@ class Worker:
 
 
 class _Ack:
-    """Delivery hook of a score record: count it and observe its end-to-end latency."""
+    """Delivery hook of a score record: count it, observe publish-to-acknowledgement and end-to-end latency."""
 
-    __slots__ = ("_metrics", "_produced_ms")
+    __slots__ = ("_metrics", "_produced_ms", "_sent")
 
     def __init__(self, metrics: Metrics, produced_ms: int | None) -> None:
         self._metrics = metrics
         self._produced_ms = produced_ms
+        self._sent = time.perf_counter()
 
     def __call__(self) -> None:
         self._metrics.messages_out.inc()
+        self._metrics.publish_ack_seconds.observe(time.perf_counter() - self._sent)
         if self._produced_ms is not None:
             self._metrics.end_to_end_seconds.observe(max(0.0, time.time() - self._produced_ms / 1000.0))
 

@@ -39,7 +39,7 @@ from stream_worker.common.settings import ServeSettings
 from stream_worker.engine.inference import open_engine
 from stream_worker.pipeline.guard import Guard
 from stream_worker.serve import oip, tfserving
-from stream_worker.serve.service import ApiError, Service
+from stream_worker.serve.service import ApiError, Service, timing_for_this_request
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,11 @@ def create_app(settings: ServeSettings, metrics: Metrics | None = None) -> FastA
         if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
             return JSONResponse({"error": f"request body over max_body_bytes={settings.max_body_bytes}"}, 413)
         started = time.perf_counter()
+        timing = timing_for_this_request()
         response = await call_next(request)
+        if timing:  # where the milliseconds went (as TEI does): queue wait and model time of the slowest input
+            response.headers["X-Queue-Time"] = f"{timing['queue_ms']:.1f}"
+            response.headers["X-Inference-Time"] = f"{timing['inference_ms']:.1f}"
         route = request.scope.get("route")
         name = getattr(route, "path", "unmatched")
         service.requests.labels(route=name, status=str(response.status_code)).inc()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -19,6 +20,17 @@ from stream_worker.pipeline.guard import Checked, Guard
 from stream_worker.pipeline.pii import PiiScanner, apply_policy
 
 log = logging.getLogger(__name__)
+
+
+# Per request: where its milliseconds went (the slowest input's queue wait and its batch's model time).  The app's
+# middleware puts a fresh dict here before the route runs and turns it into X-Queue-Time / X-Inference-Time headers.
+_TIMING: ContextVar[dict[str, float] | None] = ContextVar("scorer_request_timing", default=None)
+
+
+def timing_for_this_request() -> dict[str, float]:
+    holder: dict[str, float] = {}
+    _TIMING.set(holder)
+    return holder
 
 
 def label_of(score: float) -> str:
@@ -102,4 +114,8 @@ class Service:
             if isinstance(result, ScoringFailed):
                 raise ApiError(400, f"input {index}: {result.reason}: {result}")
             out.append(result)
+        timing = _TIMING.get()
+        if timing is not None and out:
+            timing["queue_ms"] = 1000 * max(r.queue_s for r in out)
+            timing["inference_ms"] = 1000 * max(r.inference_s for r in out)
         return out

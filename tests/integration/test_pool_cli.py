@@ -108,6 +108,9 @@ def test_worker_pool_produce_tail(
         metrics = http_get(port, "/metrics")[1]
         assert metric_value(metrics, "scorer_messages_in_total") == WAVE1
         assert metric_value(metrics, "scorer_messages_out_total") == len(wave1)
+        # Per-stage timing: every scored text waited in the engine's queue once; every score record was acknowledged.
+        assert metric_value(metrics, "scorer_queue_wait_seconds_count") >= WAVE1
+        assert metric_value(metrics, "scorer_publish_ack_seconds_count") == len(wave1)
         wait_for(
             lambda: metric_value(http_get(port, "/metrics")[1], "scorer_assigned_partitions") == 4,
             120,

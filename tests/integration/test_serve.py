@@ -107,6 +107,8 @@ def test_tf_serving_predict_row_columnar_and_classify(server: Server) -> None:
         assert r.status_code == 200, r.text
         preds = r.json()["predictions"]
         assert [p["label"] for p in preds] == ["POSITIVE", "NEGATIVE"] and preds[0]["score"] > 0.5
+        # Where the milliseconds went, as TEI reports it: queue wait and model time of the slowest input.
+        assert float(r.headers["X-Queue-Time"]) >= 0 and float(r.headers["X-Inference-Time"]) > 0
     r = post(
         server, "/v1/models/sentiment:predict", {"signature_name": "serving_default", "inputs": {"text": ["great"]}}
     )
