@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -87,23 +86,7 @@ def create_app(settings: ServeSettings, metrics: Metrics | None = None) -> FastA
             {"error": f"invalid request: {where or 'body'}: {first.get('msg', 'malformed')}"}, status_code=400
         )
 
-    @app.middleware("http")
-    async def guard_and_count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return JSONResponse({"error": f"request body over max_body_bytes={settings.max_body_bytes}"}, 413)
-        started = time.perf_counter()
-        timing = timing_for_this_request()
-        response = await call_next(request)
-        if timing:  # where the milliseconds went (as TEI does): queue wait and model time of the slowest input
-            response.headers["X-Queue-Time"] = f"{timing['queue_ms']:.1f}"
-            response.headers["X-Inference-Time"] = f"{timing['inference_ms']:.1f}"
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        service.requests.labels(route=name, status=str(response.status_code)).inc()
-        service.latency.labels(route=name).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(_CountAndTime, service=service, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(_JsonBodies, max_body_bytes=settings.max_body_bytes)
     tfserving.add_routes(app, service)
     oip.add_routes(app, service)
@@ -124,6 +107,50 @@ def _operations_routes(app: FastAPI, service: Service) -> None:
     def readyz() -> JSONResponse:
         ready = service.metrics.ready
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+class _CountAndTime:
+    """Pure ASGI middleware (no extra task per request, unlike Starlette's ``@app.middleware``): refuses a body whose
+    declared length is over ``max_body_bytes`` (413), counts requests by route and status, observes their latency,
+    and adds ``X-Queue-Time`` / ``X-Inference-Time`` (ms: queue wait and model time of the slowest input, as TEI
+    does) to answers that scored something."""
+
+    def __init__(self, app: Any, service: Service, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                body = JSONResponse({"error": f"request body over max_body_bytes={self.max_body_bytes}"}, 413)
+                await body(scope, receive, send)
+                return
+        started = time.perf_counter()
+        timing = timing_for_this_request()
+        status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if timing:
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        (b"x-queue-time", f"{timing['queue_ms']:.1f}".encode()),
+                        (b"x-inference-time", f"{timing['inference_ms']:.1f}".encode()),
+                    ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.service.requests.labels(route=name, status=str(status)).inc()
+            self.service.latency.labels(route=name).observe(time.perf_counter() - started)
 
 
 class _JsonBodies:

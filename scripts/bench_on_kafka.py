@@ -1,0 +1,28 @@
+"""``scorer bench`` through Apache Kafka: starts the test suite's single KRaft node (jars from Maven Central, as the
+tests fetch them), runs ``scorer bench --bootstrap-servers <it>`` with the arguments given, stops the node.
+
+    .venv/bin/python scripts/bench_on_kafka.py --model-dir models/sentiment [--quick] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.brokers import KafkaBroker  # noqa: E402  (the repo root must be importable first)
+
+
+def main() -> int:
+    scorer = str(Path(sys.executable).parent / "scorer")
+    with KafkaBroker(heap="512m") as broker:
+        print(f"Apache Kafka node at {broker.bootstrap_servers}", file=sys.stderr, flush=True)
+        command = [scorer, "bench", "--bootstrap-servers", broker.bootstrap_servers, *sys.argv[1:]]
+        return subprocess.run(command, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
