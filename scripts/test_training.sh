@@ -12,4 +12,4 @@ cd "$REPO"
 "$REPO/scripts/setup_training_env.sh"
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 exec "${TRAIN_VENV:-$REPO/.venv-train}/bin/python" -m pytest tests/training -v -p no:cacheprovider \
-  --rootdir="$REPO" --confcutdir="$REPO/tests/training" -W ignore::DeprecationWarning "$@"
+  --rootdir="$REPO" --confcutdir="$REPO/tests/training" -W ignore::DeprecationWarning --durations=10 "$@"
