@@ -161,6 +161,8 @@ def naive_serve(model_dir: Path, port: int) -> None:
     scorer(["warm up"])
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the load generator's clients use it
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
             scores = scorer(list(body["instances"]))
@@ -179,8 +181,11 @@ def naive_serve(model_dir: Path, port: int) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # 64 clients connect at once: the default backlog of 5 would reset some of them
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", port), Handler)
     print("ready", file=sys.stderr, flush=True)
     server.serve_forever()
 
