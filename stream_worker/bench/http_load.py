@@ -1,5 +1,5 @@
 """The HTTP side of ``scorer bench``: ``scorer serve`` or the naive one-call-per-request server under test, driven
-by a compiled load generator (``hey``) in closed loop (N clients) or paced."""
+by compiled load generators: ``hey`` in closed loop (N clients), ``vegeta`` in open loop (a fixed rate)."""
 
 from __future__ import annotations
 
@@ -13,21 +13,11 @@ from pathlib import Path
 from stream_worker.bench.variants import Options
 from stream_worker.tools.broker import free_port
 
-HEY = "hey"  # github.com/rakyll/hey, compiled Go, from Debian (apt-get install hey): see load_generator()
-
-
-def load_generator() -> str:
-    """The compiled HTTP load generator the bench drives servers with, so its clients do not take the measured
-    server's CPU the way Python client threads would.  ``hey`` because it installs from Debian as one static
-    binary, runs closed-loop clients (``-c``) with a per-client rate cap (``-q``) and writes one CSV row per
-    request (``-o csv``), from which the bench computes its own percentiles."""
-    import shutil
-
-    found = shutil.which(HEY)
-    if found is None:
-        raise RuntimeError("scorer bench needs the 'hey' HTTP load generator on PATH (Debian: apt-get install hey)")
-    return found
-
+# Compiled load generators, in processes of their own, so the clients do not take the measured server's CPU the way
+# Python client threads would.  Closed loop (N clients, each waits for its answer): hey, one static binary from
+# Debian that writes one CSV row per request (the bench computes its own percentiles).  Open loop (a fixed rate,
+# whatever the answers do): vegeta, built from the Go module proxy (hey's per-client rate cap sends synchronised
+# bursts, not a steady rate).
 
 def closed_loop(url: str, text: str, concurrency: int, requests_total: int) -> tuple[float, float, float]:
     """``concurrency`` hey clients, each sending one text per request (TF Serving ``:predict``) and waiting for the
@@ -35,11 +25,45 @@ def closed_loop(url: str, text: str, concurrency: int, requests_total: int) -> t
     return _hey(url, text, ["-n", str(max(requests_total, concurrency)), "-c", str(concurrency)])
 
 
-def paced(url: str, text: str, rate: float, seconds: float, clients: int = 64) -> tuple[float, float, float]:
-    """About ``rate`` requests/s for ``seconds``: ``clients`` hey clients each capped at rate/clients per second
-    (an approximation of an open loop: a client whose answer is late sends its next request late)."""
-    per_client = max(rate / clients, 0.01)
-    return _hey(url, text, ["-z", f"{seconds:.0f}s", "-c", str(clients), "-q", f"{per_client:.3f}"])
+def paced(url: str, text: str, rate: float, seconds: float) -> tuple[float, float, float]:
+    """An open loop at ``rate`` requests/s for ``seconds`` (vegeta: requests leave on schedule whether or not earlier
+    ones were answered, so a slow server's queueing shows in the percentiles); returns (requests/s answered, p50 s,
+    p99 s)."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        body = Path(tmp) / "body.json"
+        body.write_text(json.dumps({"instances": [text]}))
+        target = f"POST {url}/v1/models/sentiment:predict\nContent-Type: application/json\n@{body}\n"
+        attack = subprocess.run(
+            [_tool("vegeta"), "attack", f"-rate={max(1, round(rate * 10))}/10s", f"-duration={seconds:.0f}s",
+             "-timeout=120s"],
+            input=target.encode(), capture_output=True, timeout=seconds + 600, check=False,
+        )  # fmt: skip
+        if attack.returncode != 0:
+            raise RuntimeError(f"vegeta attack failed: {attack.stderr.decode(errors='replace')[-1000:]}")
+        report = subprocess.run(
+            [_tool("vegeta"), "report", "-type=json"], input=attack.stdout, capture_output=True, timeout=120, check=True
+        )
+    data = json.loads(report.stdout)
+    if data.get("success", 0) < 1.0:
+        raise RuntimeError(f"vegeta: {data.get('status_codes')} ({data.get('errors', [])[:3]})")
+    latencies = data["latencies"]
+    return float(data["throughput"]), latencies["50th"] / 1e9, latencies["99th"] / 1e9
+
+
+def _tool(name: str) -> str:
+    """A load generator beside this Python (scripts/setup_worker_env.sh puts vegeta there) or on PATH."""
+    import shutil
+
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"scorer bench needs the '{name}' load generator (see scripts/setup_worker_env.sh)")
+    return found
 
 
 def _hey(url: str, text: str, load: list[str]) -> tuple[float, float, float]:
@@ -51,7 +75,7 @@ def _hey(url: str, text: str, load: list[str]) -> tuple[float, float, float]:
         json.dump({"instances": [text]}, body)
     try:
         done = subprocess.run(
-            [load_generator(), *load, "-m", "POST", "-T", "application/json", "-D", body.name, "-t", "120",
+            [_tool("hey"), *load, "-m", "POST", "-T", "application/json", "-D", body.name, "-t", "120",
              "-o", "csv", f"{url}/v1/models/sentiment:predict"],
             capture_output=True, text=True, timeout=3600, check=False,
         )  # fmt: skip

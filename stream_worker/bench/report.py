@@ -112,12 +112,13 @@ def write_report(
             lines.append(f"| {server} | {clients} | {rps:.1f} | {p50:.3f} | {p99:.3f} |")
         lines += [
             "",
-            "Load generator: `hey` (compiled Go, its own process), the same median-length snippet in every request.",
+            "Load generators: `hey` (closed loop) and `vegeta` (open loop), compiled Go in their own processes; the "
+            "same median-length snippet in every request.",
         ]
     if extra.get("http_paced"):
         lines += [
             "",
-            "## HTTP: paced load (64 hey clients, each capped at its share of the rate)",
+            "## HTTP: open loop (vegeta: requests leave at a fixed rate whatever the answers do)",
             "",
             "| server | load | rate (req/s) | achieved (req/s) | p50 (s) | p99 (s) |",
             "|---|---|---|---|---|---|",
