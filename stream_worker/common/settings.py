@@ -235,7 +235,13 @@ class Settings(EngineSettings):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new group starts. earliest: nothing published before is skipped."
     )
-    linger_ms: int = Field(5, ge=0, description="Producer linger: batches output records; adds up to this latency.")
+    linger_ms: int = Field(
+        0,
+        ge=0,
+        description="Producer linger. 0 (default): a score record leaves at once; under load librdkafka still "
+        "batches what accumulates while earlier requests are in flight. Above 0: every record may wait this long "
+        "for company (librdkafka's own default is 5; at 20 msg/s on Apache Kafka it cost ~3 ms of p50).",
+    )
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "lz4", description="Compression of output and dead-letter records."
     )

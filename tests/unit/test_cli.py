@@ -49,7 +49,7 @@ FLAG_VALUES: dict[str, tuple[list[str], Any]] = {
     "max_poll_interval_ms": (["--max-poll-interval-ms", "60000"], 60000),
     "session_timeout_ms": (["--session-timeout-ms", "6000"], 6000),
     "auto_offset_reset": (["--auto-offset-reset", "latest"], "latest"),
-    "linger_ms": (["--linger-ms", "0"], 0),
+    "linger_ms": (["--linger-ms", "3"], 3),
     "compression": (["--compression", "zstd"], "zstd"),
     "security_protocol": (["--security-protocol", "SASL_SSL"], "SASL_SSL"),
     "sasl_mechanism": (["--sasl-mechanism", "SCRAM-SHA-512"], "SCRAM-SHA-512"),
