@@ -69,6 +69,8 @@ class Collector:
     def _run(self) -> None:
         from confluent_kafka import Consumer
 
+        from stream_worker.pipeline.consume import fetch
+
         bootstrap, topic = self._args
         consumer = Consumer(
             {
@@ -82,9 +84,9 @@ class Collector:
         consumer.subscribe([topic], on_assign=lambda _c, parts: self.assigned.set() if parts else None)
         try:
             while not self._stop.is_set():
-                # What is fetched already, else block for the first message only (a consume(N, t) call would
-                # hold what arrived until N messages or t passed, and add that to every latency).
-                for msg in consumer.consume(500, 0) or consumer.consume(1, 0.05):
+                # The worker's own fetch: returns with the first message (a consume(N, t) call would hold what
+                # arrived until N messages or t passed, and add that to every latency).
+                for msg in fetch(consumer, 500, 0.05):
                     key = msg.key() or b""
                     if not msg.error() and key not in self.received:
                         self.received[key] = time.time()

@@ -4,7 +4,7 @@
 which never imports TensorFlow, serves the three endpoints for the host, so they answer at once at any time:
 
 * ``/healthz`` — 200 while every worker process runs (or is being restarted) and every ready one keeps its main
-  loop turning (it ticks at least every poll; a loop silent for ``stale_after_s`` = 60 s is stalled), else 503.
+  loop turning (it ticks at least every poll; a loop silent for ``STALE_AFTER_S`` = 60 s is stalled), else 503.
   A process that is still loading its model is healthy: start-up is what ``/readyz`` is for.
 * ``/readyz``  — 200 once every process has loaded and warmed up its model with a maximum-size batch and its
   consumer is subscribed; 503 before and while stopping.  The body is JSON: ``{"status": "ready"|"not ready",
@@ -163,8 +163,6 @@ class Metrics:
             multiprocess_mode="livemax",
         )
         client_log.HEALTH.attach(self)
-        self.last_tick = time.monotonic()
-        self.stale_after_s = STALE_AFTER_S
         self._heartbeat = heartbeat_file(ready_file) if ready_file is not None else None
         self._beat_at = 0.0
 
@@ -185,7 +183,6 @@ class Metrics:
     def serve_version(self, version: str, previous: str | None = None) -> None:
         """The version gauge shows only the version being served now."""
         if previous is not None and previous != version:
-            self.model_info.labels(version=previous).set(0)
             forget_gauge(self.model_info, previous)
         self.model_info.labels(version=version).set(1)
 
@@ -203,17 +200,17 @@ class Metrics:
         self.kafka_last_client_error.labels(kind=kind).set(at_unix_s)
 
     def tick(self) -> None:
-        """The main loop turned; in a pool, at most once a second the heartbeat file's time says so too."""
-        now = self.last_tick = time.monotonic()
-        if self._heartbeat is not None and now - self._beat_at >= 1.0:
+        """The main loop turned: at most once a second the heartbeat file's time says so (the supervisor's
+        ``/healthz`` reads it; a worker outside a pool has none)."""
+        if self._heartbeat is None:
+            return
+        now = time.monotonic()
+        if now - self._beat_at >= 1.0:
             self._beat_at = now
             try:
                 os.utime(self._heartbeat)
             except FileNotFoundError:
                 self._heartbeat.touch()
-
-    def healthy(self) -> bool:
-        return time.monotonic() - self.last_tick < self.stale_after_s
 
 
 def kafka_connectivity(registry: CollectorRegistry, now: float | None = None) -> dict[str, Any]:

@@ -100,21 +100,27 @@ def open_consumer(
     return consumer
 
 
-def poll(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Incoming]:
-    """Up to ``max_messages`` messages, returned as soon as there is at least one (waiting at most ``timeout_s``
-    when there is none); raises ``InfrastructureError`` on fatal errors only.
+def fetch(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
+    """Up to ``max_messages`` raw messages, returned as soon as there is at least one (waiting at most
+    ``timeout_s`` when there is none).
 
     librdkafka's ``consume(num_messages=N, timeout=T)`` returns only when N messages arrived or T passed, so at low
     traffic every message would wait the whole timeout.  Here: take what the client already fetched (no wait);
     if that is nothing, block for the first message only, then take what came with it.
     """
     wanted = max(1, max_messages)
+    messages: list[Message] = consumer.consume(num_messages=wanted, timeout=0)
+    if not messages and timeout_s > 0:
+        messages = consumer.consume(num_messages=1, timeout=timeout_s)
+        if messages and wanted > 1:
+            messages += consumer.consume(num_messages=wanted - 1, timeout=0)
+    return messages
+
+
+def poll(consumer: Consumer, max_messages: int, timeout_s: float) -> list[Incoming]:
+    """``fetch``, as ``Incoming`` records; raises ``InfrastructureError`` on fatal errors only."""
     try:
-        messages = consumer.consume(num_messages=wanted, timeout=0)
-        if not messages and timeout_s > 0:
-            messages = consumer.consume(num_messages=1, timeout=timeout_s)
-            if messages and wanted > 1:
-                messages += consumer.consume(num_messages=wanted - 1, timeout=0)
+        messages = fetch(consumer, max_messages, timeout_s)
     except KafkaException as exc:
         raise InfrastructureError("consume failed") from exc
     batch: list[Incoming] = []

@@ -83,19 +83,20 @@ class WorkerPool:
     # --- the supervisor loop --------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set (returns 0) or the pool gives up (returns non-zero)."""
-        from stream_worker.common.metrics import HealthServer
+        from stream_worker.common.metrics import HealthServer, kafka_connectivity
 
         s = self.settings
         server = None
         try:
             if s.metrics_port:
+                registry = self.registry()  # read at each scrape: the children's metric files as they are now
                 server = HealthServer(
-                    self.registry(),
+                    registry,
                     s.metrics_host,
                     s.metrics_port,
                     ready=self.ready,
                     healthy=self.healthy,
-                    kafka=self.kafka_connectivity,
+                    kafka=lambda: kafka_connectivity(registry),
                 ).start()
             self._preflight()
             log.info("worker pool starting", extra={"processes": self.count, "threads_each": self.threads_each})
@@ -244,16 +245,6 @@ class WorkerPool:
         multiprocess.MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
         registry.register(PoolCollector())  # type: ignore[arg-type]
         return registry
-
-    def kafka_connectivity(self) -> dict[str, Any]:
-        """Connectivity for ``/readyz``: brokers up as the worst-connected child sees them, the latest error."""
-        from prometheus_client import CollectorRegistry, multiprocess
-
-        from stream_worker.common.metrics import kafka_connectivity
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
-        return kafka_connectivity(registry)
 
     def ready(self) -> bool:
         for child in self.children:
