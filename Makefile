@@ -1,12 +1,16 @@
 # Two commands for a newcomer:  `make demo` (the streaming demo) and `make test` (all tests).
 # Both install what they need (Python envs under .venv / .venv-train, Kafka jars under .cache/).
-.PHONY: demo test setup lint broker clean faults
+.PHONY: demo test test-all setup lint broker clean faults
 
 demo: setup
 	.venv/bin/scorer demo
 
 test:
 	bash scripts/test_all.sh
+
+# The full matrix: make test plus the [tansu] case of broker-agnostic tests and all 14 fault scenarios (~1 h).
+test-all:
+	TEST_FULL_MATRIX=1 FAULTS_FULL=1 bash scripts/test_all.sh
 
 # Full fault-injection suite on a 3-node Kafka cluster (both delivery modes, ~30 min on 2 cores); writes
 # reports/reliability.md.  `make test` runs only its time-boxed subset.

@@ -5,7 +5,9 @@ Fixtures (session scope unless noted):
                  by TEST_KAFKA_BOOTSTRAP=host:port when set.
   tansu_broker   embedded tansu broker (stream_worker.broker.TansuBroker), memory storage.
   broker         parametrised over both: test ids end in [kafka] / [tansu].  TEST_BROKERS=kafka (or
-                 tansu) skips the other one.
+                 tansu) skips the other one.  A test marked ``broker_agnostic`` (the broker plays no part in what
+                 it checks) runs on tansu only in the full matrix (``TEST_FULL_MATRIX=1``, ``make test-all``);
+                 ``make test`` deselects its [tansu] case.
   topic_factory  function scope: topic_factory(broker, partitions=3) -> fresh "test-<uuid>" topic.
 Every broker object has ``.bootstrap_servers`` (str) and ``.kind`` ("kafka" | "tansu").
 """
@@ -86,6 +88,19 @@ def toy_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
     base = tmp_path_factory.mktemp("models")
     build_toy_model(base, version=7)
     return base
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the [tansu] case of broker-agnostic tests unless TEST_FULL_MATRIX=1."""
+    if os.environ.get("TEST_FULL_MATRIX") == "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        repeat = item.get_closest_marker("broker_agnostic") is not None and item.name.endswith("[tansu]")
+        (drop if repeat else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 # --- a skipped test is a failure when SCORER_TEST_NO_SKIP=1 (set by `make test` and CI) -------------------------

@@ -207,9 +207,11 @@ def run_bench(opts: Options) -> Path:
         (FIXED_WINDOW, ["--max-wait-ms", "25"]),
         ("scorer worker --processes 1, precision auto", ["--processes", "1"]),
     ]
+    fractions: tuple[float, ...] = (0.25, 0.5, 0.9)  # paced loads, as fractions of the measured capacity
     if opts.quick:  # the smoke run: every code path once (both precisions, both layouts), not every combination
         model_variants = [model_variants[0], model_variants[3]]
         e2e_variants = e2e_variants[:2]
+        fractions = (0.5,)
     runs: dict[tuple[str, str], Run] = {}
     extra: dict[str, Any] = {"cold_start_s": {}, "rss_mb": {}, "max_batch_s": {}, "gemm": [], "latency": {}, "http": {}}
     extra["one_text_s"] = []
@@ -222,7 +224,7 @@ def run_bench(opts: Options) -> Path:
         run.texts_per_s.append(texts_per_s)
         run.tokens_per_s.append(texts_per_s * tokens[mix] / len(mixes[mix]))
 
-    total = opts.rounds * (len(model_variants) * len(mixes) + len(e2e_variants) + 1) + 2 + 3 + 2
+    total = opts.rounds * (len(model_variants) * len(mixes) + len(e2e_variants) + 1) + 2 + len(fractions) + 2
     log_dir = Path(tempfile.mkdtemp(prefix="scorer-bench-"))
     broker: Any = TansuBroker() if opts.bootstrap_servers is None else _External(opts.bootstrap_servers)
     with broker, Progress(console=console) as progress:
@@ -265,7 +267,7 @@ def run_bench(opts: Options) -> Path:
                     count = max(concurrency * 4, opts.http_requests // (4 if concurrency == 1 else 1))
                     extra["http"][(name, concurrency)] = closed_loop(http.url, one_text, concurrency, count)
                 capacity_http = extra["http"][(name, 64)][0]
-                for fraction in (0.25, 0.5, 0.9):
+                for fraction in fractions:
                     rate = capacity_http * fraction
                     measured = paced(http.url, one_text, rate, opts.latency_seconds)
                     extra["http_paced"][(name, fraction)] = (rate, *measured)
@@ -278,7 +280,7 @@ def run_bench(opts: Options) -> Path:
             # One client: one message at a time, 5 per second (far below capacity), then fractions of capacity.
             p50, p99 = latency_at(worker, mixes["short"], 5.0, opts.latency_seconds)
             extra["latency"][0.0] = (5.0, p50, p99)
-            for fraction in (0.25, 0.5, 0.9):
+            for fraction in fractions:
                 p50, p99 = latency_at(worker, mixes["short"], capacity * fraction, opts.latency_seconds)
                 extra["latency"][fraction] = (capacity * fraction, p50, p99)
                 step(f"latency at {fraction:.0%} of capacity")

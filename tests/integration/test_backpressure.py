@@ -30,6 +30,7 @@ class SlowScorer:
         return np.asarray(self.inner(texts))
 
 
+@pytest.mark.broker_agnostic
 def test_slow_model_bounds_in_flight_and_loses_nothing(
     broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path
 ) -> None:

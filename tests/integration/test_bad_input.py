@@ -118,6 +118,7 @@ CASES: list[tuple[str, bytes | None, list[tuple[str, bytes]] | None, str]] = [
 ]
 
 
+@pytest.mark.broker_agnostic
 def test_bad_input_is_dead_lettered_and_scoring_goes_on(
     broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -61,6 +61,7 @@ def children_of(pid: int) -> list[int]:
     return [int(x) for x in raw]
 
 
+@pytest.mark.broker_agnostic
 def test_worker_pool_produce_tail(
     broker: Any, topic_factory: Callable[..., str], toy_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -181,6 +182,7 @@ def test_worker_pool_produce_tail(
             pool.wait(30)
 
 
+@pytest.mark.broker_agnostic
 def test_produce_skip_bad_publishes_the_good_lines(
     broker: Any, topic_factory: Callable[..., str], tmp_path: Path
 ) -> None:
