@@ -15,18 +15,20 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from stream_worker.cli_flags import given_flags, with_settings_flags
 from stream_worker.common import logs
 from stream_worker.common.errors import ConfigError, ModelError, ScorerError
-from stream_worker.common.settings import EngineSettings, ServeSettings, Settings, parse_kafka_options
+from stream_worker.common.registry_settings import RegistrySettings
+from stream_worker.common.settings import ServeSettings, Settings, parse_kafka_options
 from stream_worker.tools.pool import install_stop_handlers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Stream anonymized text through a sentiment model.")
 log = logging.getLogger("stream_worker")
 
 Opt = typer.Option
-SettingsT = TypeVar("SettingsT", bound=EngineSettings)
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def build_settings(**flags: Any) -> Settings:
@@ -161,6 +163,15 @@ def produce(
     broker_timeout_s: Annotated[
         float, Opt(envvar="SCORER_BROKER_TIMEOUT_S", help="Give up when the cluster does not answer this long.")
     ] = 30.0,
+    schema_registry_url: Annotated[
+        str | None,
+        Opt(
+            envvar="SCORER_SCHEMA_REGISTRY_URL",
+            help="Schema Registry URL: each Avro record is framed with its registered schema id (registered if "
+            "new). Auth, CA and subject strategy come from SCORER_SCHEMA_REGISTRY_* and "
+            "SCORER_SUBJECT_NAME_STRATEGY, as for the worker.",
+        ),
+    ] = None,
 ) -> None:
     """Publish texts with the project's input schema (keyed by id).
 
@@ -171,6 +182,10 @@ def produce(
 
     if input_format not in ("avro", "json"):
         typer.echo(f"scorer: error: --input-format must be avro or json, not {input_format!r}", err=True)
+        raise typer.Exit(2)
+    registry = _or_exit(lambda: _settings(RegistrySettings, {"schema_registry_url": schema_registry_url}))
+    if registry.schema_registry_url and input_format != "avro":
+        typer.echo("scorer: error: --schema-registry-url frames Avro records; use --input-format avro", err=True)
         raise typer.Exit(2)
     items, bad = _or_exit(lambda: read_texts(source, limit))
     for line in bad[:20]:
@@ -185,7 +200,7 @@ def produce(
         )
         raise typer.Exit(2)
     try:
-        sent = publish_texts(bootstrap_servers, topic, items, input_format, broker_timeout_s)
+        sent = publish_texts(bootstrap_servers, topic, items, input_format, broker_timeout_s, registry)
     except ScorerError as exc:
         _fail(exc, 1)
     typer.echo(f"published {sent} messages to {topic}" + (f"; refused {len(bad)} bad lines" if bad else ""), err=True)
@@ -206,16 +221,27 @@ def tail(
     broker_timeout_s: Annotated[
         float, Opt(envvar="SCORER_BROKER_TIMEOUT_S", help="Give up when the cluster does not answer this long.")
     ] = 30.0,
+    schema_registry_url: Annotated[
+        str | None,
+        Opt(
+            envvar="SCORER_SCHEMA_REGISTRY_URL",
+            help="Schema Registry URL: framed scores are read with the writer schema their id names. Auth and CA "
+            "come from SCORER_SCHEMA_REGISTRY_*, as for the worker.",
+        ),
+    ] = None,
 ) -> None:
     """Read the output topic and show scores live."""
     from stream_worker.pipeline.connect import check_cluster
     from stream_worker.tools.client import tail_scores
 
+    registry = _or_exit(lambda: _settings(RegistrySettings, {"schema_registry_url": schema_registry_url}))
     try:
         check_cluster({"bootstrap.servers": bootstrap_servers}, broker_timeout_s)
+        tail_scores(bootstrap_servers, topic, from_beginning, max_messages, idle_timeout, as_json, registry)
+    except ConfigError as exc:
+        _fail(exc, 2)
     except ScorerError as exc:
         _fail(exc, 1)
-    tail_scores(bootstrap_servers, topic, from_beginning, max_messages, idle_timeout, as_json)
 
 
 @app.command()

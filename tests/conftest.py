@@ -116,3 +116,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _SKIPPED and os.environ.get("SCORER_TEST_NO_SKIP") == "1":
         print(f"\nERROR: {len(_SKIPPED)} tests were skipped; every test must run: {_SKIPPED[:5]}")
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[Any]:
+    """A real Schema Registry (Apicurio Registry, Confluent-compatible API at ``.url``), one per session."""
+    try:
+        from tests.registry import ApicurioRegistry
+    except ModuleNotFoundError:
+        from registry import ApicurioRegistry  # type: ignore[no-redef]
+
+    with ApicurioRegistry() as registry:
+        log.info("Apicurio Registry ready on %s in %.1fs", registry.url, registry.startup_seconds or 0.0)
+        yield registry

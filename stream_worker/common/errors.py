@@ -8,7 +8,9 @@
     │   ├── ModelContractError       serving_default is not the contract
     │   └── WarmupFailed             the warm-up batch failed
     ├── InfrastructureError          broker or producer failure: the worker stops, offsets stay uncommitted
-    │   └── DeliveryError            a produced record was not acknowledged by the broker
+    │   ├── DeliveryError            a produced record was not acknowledged by the broker
+    │   └── RegistryUnavailable      the Schema Registry did not answer: the worker holds the message, pauses
+    │                                consumption and retries with backoff (never dead-letters, never stops)
     └── BadMessage                   the message itself is bad: data, not a crash → dead-letter topic
         ├── DecodeError              bytes are not a record of the expected format
         │   ├── InvalidUtf8          a string field is not valid UTF-8
@@ -62,6 +64,11 @@ class DeliveryError(InfrastructureError):
     """The broker did not acknowledge a produced record."""
 
 
+class RegistryUnavailable(InfrastructureError):
+    """The Schema Registry did not answer (connection refused, timeout, 5xx).  Not the message's fault: the worker
+    keeps the message, pauses consumption and retries; it is never dead-lettered."""
+
+
 class BadMessage(ScorerError):
     """The message is bad data. It goes to the dead-letter topic and the worker continues."""
 
@@ -80,6 +87,14 @@ class InvalidUtf8(DecodeError):
 
 class SchemaMismatch(DecodeError):
     reason = "schema_mismatch"
+
+
+class UnknownSchemaId(DecodeError):
+    reason = "unknown_schema_id"
+
+
+class IncompatibleSchema(DecodeError):
+    reason = "incompatible_schema"
 
 
 class UnsupportedContentType(DecodeError):

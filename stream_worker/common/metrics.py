@@ -9,7 +9,9 @@ which never imports TensorFlow, serves the three endpoints for the host, so they
 * ``/readyz``  — 200 once every process has loaded and warmed up its model with a maximum-size batch and its
   consumer is subscribed; 503 before and while stopping.  The body is JSON: ``{"status": "ready"|"not ready",
   "kafka": {"brokers_up", "brokers_known", "last_client_error": {"kind", "age_s"} | null}}`` (connectivity from
-  librdkafka statistics and client errors, see ``client_log``; it does not change the status code).
+  librdkafka statistics and client errors, see ``client_log``; it does not change the status code) and, with a
+  Schema Registry, ``"schema_registry": {"unreachable", "held_messages"}`` (informative too: a registry outage
+  pauses consumption, see ``hold.py``, and the worker stays ready).
 
 Every worker process writes its metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
 multiprocess mode, chosen by that variable before the import), signals readiness with a file and its loop's
@@ -77,6 +79,18 @@ class Metrics:
         self.queue_depth = Gauge(
             "scorer_queue_depth",
             "Texts waiting in the engine for a batch.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.registry_unreachable = Gauge(
+            "scorer_schema_registry_unreachable",
+            "1 while the Schema Registry does not answer (consumption paused, messages held; see hold.py).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.held_messages = Gauge(
+            "scorer_held_messages",
+            "Messages held until the Schema Registry answers again.",
             registry=r,
             multiprocess_mode="livesum",
         )
@@ -236,6 +250,19 @@ def kafka_connectivity(registry: CollectorRegistry, now: float | None = None) ->
     }
 
 
+def schema_registry_status(registry: CollectorRegistry) -> dict[str, Any]:
+    """The Schema Registry's state for ``/readyz``'s body: unreachable (any process) and messages held (all)."""
+    values = {"scorer_schema_registry_unreachable": 0.0, "scorer_held_messages": 0.0}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name in values:
+                values[sample.name] = sample.value
+    return {
+        "unreachable": values["scorer_schema_registry_unreachable"] > 0,
+        "held_messages": int(values["scorer_held_messages"]),
+    }
+
+
 class HealthServer:
     """The probe and scrape server of a worker host: ``/metrics``, ``/healthz``, ``/readyz``.
 
@@ -256,8 +283,9 @@ class HealthServer:
         ready: Callable[[], bool],
         healthy: Callable[[], bool],
         kafka: Callable[[], dict[str, Any]] | None = None,
+        schema_registry: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        app = _probe_app(make_wsgi_app(registry), ready, healthy, kafka)
+        app = _probe_app(make_wsgi_app(registry), ready, healthy, {"kafka": kafka, "schema_registry": schema_registry})
         try:
             self._server = make_server(host, port, app, server_class=_QuietServer, handler_class=_QuietHandler)
         except OSError as exc:
@@ -304,7 +332,7 @@ def _probe_app(
     metrics_app: Callable[..., Any],
     ready: Callable[[], bool],
     healthy: Callable[[], bool],
-    kafka: Callable[[], dict[str, Any]] | None,
+    details: dict[str, Callable[[], dict[str, Any]] | None],
 ) -> Callable[..., Any]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -316,11 +344,13 @@ def _probe_app(
         if path == "/readyz":
             is_ready = ready()
             body: dict[str, Any] = {"status": "ready" if is_ready else "not ready"}
-            if kafka is not None:
+            for key, detail in details.items():
+                if detail is None:
+                    continue
                 try:
-                    body["kafka"] = kafka()
+                    body[key] = detail()
                 except Exception:  # connectivity is informative; never let it break the probe
-                    log.debug("kafka connectivity unavailable", exc_info=True)
+                    log.debug("readiness detail unavailable", extra={"detail": key}, exc_info=True)
             data = (json.dumps(body) + "\n").encode()
             return _answer(start_response, 200 if is_ready else 503, data, "application/json; charset=utf-8")
         return _answer(start_response, 404, b"not found\n")

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream_worker.common.errors import ConfigError
+from stream_worker.common.registry_settings import RegistrySettings
 
 # librdkafka keys the worker owns because delivery guarantees depend on them; user overrides are refused.
 _OWNED_CONSUMER_KEYS = frozenset({"enable.auto.offset.store", "enable.auto.commit", "group.id"})
@@ -161,8 +162,9 @@ class ServeSettings(EngineSettings):
     )
 
 
-class Settings(EngineSettings):
-    """The Kafka worker: the engine's settings plus where to read and write, delivery, security, operations."""
+class Settings(EngineSettings, RegistrySettings):
+    """The Kafka worker: the engine's settings plus where to read and write, delivery, security, operations, and
+    the Schema Registry (``registry_settings.py``)."""
 
     # --- where ----------------------------------------------------------------------------------------------
     bootstrap_servers: str = Field(

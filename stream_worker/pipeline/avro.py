@@ -42,6 +42,15 @@ def load_schema(name: str, schema_dir: Path | None = None) -> dict[str, Any]:
     return parsed
 
 
+def schema_text(name: str, schema_dir: Path | None = None) -> str:
+    """One ``.avsc`` file as text: what is registered in a Schema Registry."""
+    path = (schema_dir or default_schema_dir()) / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read Avro schema {path}") from exc
+
+
 class AvroEncoder:
     """``encoder(record) -> bytes`` in Avro binary (no container, no framing)."""
 

@@ -3,10 +3,12 @@
 Accepted encodings (``Settings.input_format``):
 
 * ``avro`` — Avro binary of ``schemas/text_message.avsc``.  Values that start with the Confluent Schema
-  Registry magic byte (``0x00`` + 4-byte schema id) are recognised: the 5-byte prefix is stripped and the body
-  is read with our schema (the registry itself is not consulted yet; the schema id is kept on the record).
-  Because a plain record whose ``id`` is empty also starts with ``0x00``, framed decoding is tried first and
-  plain decoding second.
+  Registry magic byte (``0x00`` + 4-byte schema id) are recognised.  With a registry (``--schema-registry-url``)
+  the body is read with the writer schema the id names and resolved to ours (``registry.py``): an unknown id is
+  ``UnknownSchemaId``, a schema that does not resolve ``IncompatibleSchema``, a registry that does not answer
+  ``RegistryUnavailable`` (not bad input: the worker holds the message and retries).  Without one, the 5-byte
+  prefix is stripped and the body is read with our schema.  Because a plain record whose ``id`` is empty also
+  starts with ``0x00``, framed decoding is tried first and plain decoding second.
 * ``json`` — a UTF-8 JSON object with at least ``id`` and ``text`` strings.
 
 A ``content-type`` header, when present, must name one of these formats; anything else is dead-lettered as
@@ -22,8 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from stream_worker.common.errors import DecodeError, InvalidUtf8, SchemaMismatch, UnsupportedContentType
+from stream_worker.common.errors import (
+    DecodeError,
+    InvalidUtf8,
+    SchemaMismatch,
+    UnknownSchemaId,
+    UnsupportedContentType,
+)
 from stream_worker.pipeline.avro import INPUT_SCHEMA, AvroDecoder, load_schema
+from stream_worker.pipeline.registry import RegistryReader
 
 CONFLUENT_MAGIC = 0
 _AVRO_TYPES = ("avro/binary", "application/avro", "application/vnd.kafka.avro.v2+avro")
@@ -44,9 +53,15 @@ class TextRecord:
 class Decoder:
     """``decoder(value, content_type) -> TextRecord`` for the configured input format."""
 
-    def __init__(self, input_format: Literal["avro", "json"], schema_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        input_format: Literal["avro", "json"],
+        schema_dir: Path | None = None,
+        registry: RegistryReader | None = None,
+    ) -> None:
         self._format = input_format
         self._avro = AvroDecoder(load_schema(INPUT_SCHEMA, schema_dir))
+        self._registry = registry
 
     def __call__(self, value: bytes, content_type: str | None = None) -> TextRecord:
         fmt = self._format if content_type is None else _format_of(content_type)
@@ -56,12 +71,24 @@ class Decoder:
 
     def _from_avro(self, value: bytes) -> TextRecord:
         if len(value) >= 5 and value[0] == CONFLUENT_MAGIC:
+            (schema_id,) = struct.unpack(">I", value[1:5])
+            if self._registry is not None:
+                try:
+                    return _from_mapping(self._registry(value), schema_id=schema_id)
+                except (UnknownSchemaId, SchemaMismatch) as exc:
+                    return self._plain_or(value, exc)  # a plain record whose id is "" also starts with 0x00
             try:
-                (schema_id,) = struct.unpack(">I", value[1:5])
                 return _from_mapping(self._avro(value[5:]), schema_id=schema_id)
             except DecodeError:
                 pass  # not framed after all: a plain record whose id is "" also starts with 0x00
         return _from_mapping(self._avro(value))
+
+    def _plain_or(self, value: bytes, framed_error: DecodeError) -> TextRecord:
+        """The value as a plain record, or the framed reading's error when it is not one either."""
+        try:
+            return _from_mapping(self._avro(value))
+        except DecodeError:
+            raise framed_error from None
 
 
 def _format_of(content_type: str) -> Literal["avro", "json"]:

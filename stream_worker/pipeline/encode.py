@@ -2,7 +2,8 @@
 
 The output record (``schemas/sentiment_score.avsc``) never echoes the text.  The output message keeps the input
 key (same partitioning downstream) and carries the model version and, when present, the W3C ``traceparent``
-header of the input (passed through only when it is well formed).
+header of the input (passed through only when it is well formed).  With a Schema Registry the value is framed
+with the registered ``SentimentScore`` schema id (``registry.RegistryFramer``); without one it is plain Avro.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from stream_worker.pipeline.avro import OUTPUT_SCHEMA, AvroEncoder, load_schema
 from stream_worker.pipeline.consume import Headers, Incoming
+from stream_worker.pipeline.registry import RegistryFramer
 
 MODEL_VERSION_HEADER = "scorer.model.version"
 PRECISION_HEADER = "scorer.model.precision"
@@ -27,26 +29,34 @@ class ScoreEncoder:
     process's inference precision (fp32 or bf16), sent as the ``scorer.model.precision`` header.
     """
 
-    def __init__(self, schema_dir: Path | None = None, threshold: float = 0.5, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        schema_dir: Path | None = None,
+        threshold: float = 0.5,
+        precision: str = "fp32",
+        framer: RegistryFramer | None = None,
+        output_topic: str = "",
+    ) -> None:
         self._avro = AvroEncoder(load_schema(OUTPUT_SCHEMA, schema_dir))
         self._threshold = threshold
         self.precision = precision
+        self._framer = framer
+        self._topic = output_topic
 
     def __call__(
         self, incoming: Incoming, record_id: str, score: float, model_version: str, scored_at_ms: int
     ) -> tuple[bytes, Headers]:
-        value = self._avro(
-            {
-                "id": record_id,
-                "label": "POSITIVE" if score >= self._threshold else "NEGATIVE",
-                "score": min(1.0, max(0.0, score)),
-                "model_version": model_version,
-                "scored_at": scored_at_ms,
-                "source_topic": incoming.topic,
-                "source_partition": incoming.partition,
-                "source_offset": incoming.offset,
-            }
-        )
+        record = {
+            "id": record_id,
+            "label": "POSITIVE" if score >= self._threshold else "NEGATIVE",
+            "score": min(1.0, max(0.0, score)),
+            "model_version": model_version,
+            "scored_at": scored_at_ms,
+            "source_topic": incoming.topic,
+            "source_partition": incoming.partition,
+            "source_offset": incoming.offset,
+        }
+        value = self._avro(record) if self._framer is None else self._framer(record, self._topic)
         headers: Headers = [
             (CONTENT_TYPE_HEADER, b"avro/binary"),
             (MODEL_VERSION_HEADER, model_version.encode()),

@@ -1,6 +1,7 @@
 """The worker: a flat loop over the named stages.
 
     consume → decode → guard → pii → batch → score → encode → produce → commit
+                (hold: while the Schema Registry does not answer)
 
 ``run`` owns the loop; every stage lives in its own module.  Batching and scoring run in the shared engine
 (``engine.py``: one inference thread that owns the model), so this loop polls, decodes and produces while a batch
@@ -26,19 +27,27 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
-from stream_worker.common.errors import BadMessage, ConfigError, InfrastructureError, PiiDetected
+from stream_worker.common.errors import (
+    BadMessage,
+    ConfigError,
+    InfrastructureError,
+    PiiDetected,
+    RegistryUnavailable,
+)
 from stream_worker.common.metrics import Metrics, forget_gauge
 from stream_worker.common.settings import Settings
 from stream_worker.engine.inference import Engine, Result, Scored, open_engine
 from stream_worker.engine.model_repo import ModelWatcher, require_servable
 from stream_worker.engine.score import Scorer
-from stream_worker.pipeline import connect, consume
+from stream_worker.pipeline import connect, consume, registry
+from stream_worker.pipeline.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, schema_text
 from stream_worker.pipeline.commit import Committer, OffsetTracker
 from stream_worker.pipeline.consume import Incoming
 from stream_worker.pipeline.deadletter import dead_letter_headers
 from stream_worker.pipeline.decode import Decoder
 from stream_worker.pipeline.encode import CONTENT_TYPE_HEADER, ScoreEncoder
 from stream_worker.pipeline.guard import Checked, Guard
+from stream_worker.pipeline.hold import Hold
 from stream_worker.pipeline.pii import HEADER as PII_HEADER
 from stream_worker.pipeline.pii import PiiScanner, apply_policy
 from stream_worker.pipeline.produce import Publisher
@@ -63,13 +72,20 @@ class Worker:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.decode = Decoder(settings.input_format, settings.schema_dir)
+        reader = framer = None
+        if settings.schema_registry_url:
+            client = registry.open_client(settings)
+            reader = registry.RegistryReader(client, schema_text(INPUT_SCHEMA, settings.schema_dir))
+            framer = registry.RegistryFramer(client, schema_text(OUTPUT_SCHEMA, settings.schema_dir), settings)
+        self.framer = framer
+        self.decode = Decoder(settings.input_format, settings.schema_dir, reader)
         self.guard = Guard(settings.max_text_bytes, settings.max_sequence_tokens)
         self.pii = PiiScanner() if settings.pii_policy != "off" else None
         self.tracker = OffsetTracker()
+        self.hold = Hold(self.metrics)
         self.engine: Engine | None = None
         self.watcher: ModelWatcher | None = None
-        self.encode = ScoreEncoder(settings.schema_dir)
+        self.encode = ScoreEncoder(settings.schema_dir, framer=framer, output_topic=settings.output_topic)
         self.publisher: Publisher | None = None
         self.consumer: Consumer | None = None
         self.committer: Committer | TransactionCommitter | None = None
@@ -91,6 +107,8 @@ class Worker:
             cluster_id = connect.check_cluster(s.consumer_config(), s.broker_timeout_s, s.input_topic)
             check_delivery_support(s, cluster_id)
             self._load_model()
+            if self.framer is not None:  # scores are framed: the output schema's id first (retried, see registry)
+                registry.register_output_schema(self.framer, s.output_topic, stop, self.metrics)
             if stop.is_set():
                 return
             self.publisher = Publisher(s.producer_config(), self.tracker)
@@ -116,8 +134,9 @@ class Worker:
             self.metrics.ready = True
             log.info("worker ready", extra={"group_id": s.group_id, "input_topic": s.input_topic})
             while not stop.is_set():
-                if self._room():
-                    polled = consume.poll(self.consumer, self._room(), self._poll_timeout())
+                self._retry_held()
+                if self._room() or not self.in_flight:  # nothing in flight: poll anyway (group membership)
+                    polled = consume.poll(self.consumer, max(1, self._room()), self._poll_timeout())
                     with engine.submitting():  # one poll's texts start in one batch
                         for incoming in polled:
                             self._admit(incoming)
@@ -162,7 +181,7 @@ class Worker:
         self.guard = Guard(self.settings.max_text_bytes, *scorer.shape(self.settings.max_sequence_tokens))
 
     def _room(self) -> int:
-        return max(0, self.max_in_flight - len(self.in_flight))
+        return max(0, self.max_in_flight - len(self.in_flight) - len(self.hold))
 
     def _poll_timeout(self) -> float:
         """Block on Kafka only while nothing waits for a score; else come back soon to publish results."""
@@ -171,13 +190,41 @@ class Worker:
         return 0.1
 
     def _admit(self, incoming: Incoming) -> None:
-        """Track, decode, guard; a good message goes to the engine, a bad one to the dead-letter topic."""
+        """Track, then submit; held (hold.py) while the Schema Registry does not answer."""
         self.metrics.messages_in.inc()
         self.tracker.track(incoming.topic, incoming.partition, incoming.offset)
         if incoming.value is None:  # tombstone: nothing to score, documented skip
             self.metrics.skipped.labels(reason="tombstone").inc()
             self.tracker.done(incoming.topic, incoming.partition, incoming.offset)
             return
+        assert self.consumer is not None
+        if self.hold:  # behind held messages: keep consume order
+            self.hold.add(self.consumer, incoming)
+            return
+        try:
+            self._submit(incoming)
+        except RegistryUnavailable as exc:
+            self.hold.start(self.consumer, incoming, exc)
+
+    def _retry_held(self) -> None:
+        """Hold rules 3-4: when a retry is due, submit the held messages in order until one still waits."""
+        if not self.hold.due():
+            return
+        assert self.consumer is not None and self.engine is not None
+        pending = self.hold.take()
+        with self.engine.submitting():
+            for k, incoming in enumerate(pending):
+                try:
+                    self._submit(incoming)
+                except RegistryUnavailable as exc:
+                    self.hold.again(pending[k:], exc)
+                    return
+        self.hold.recovered(self.consumer)
+
+    def _submit(self, incoming: Incoming) -> None:
+        """Decode, guard, pii; a good message goes to the engine, a bad one to the dead-letter topic.  Raises
+        ``RegistryUnavailable`` (nothing submitted) when its writer schema cannot be fetched."""
+        assert incoming.value is not None
         try:
             content_type = incoming.header(CONTENT_TYPE_HEADER)
             record = self.decode(incoming.value, _header_text(content_type))
@@ -275,6 +322,7 @@ class Worker:
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         keys = [(p.topic, p.partition) for p in partitions]
         log.info("partitions revoked: finishing in-flight work", extra={"partitions": _names(partitions)})
+        self.hold.drop(keys)
         self._finish(keys)
         self.tracker.forget(keys)
         self.metrics.assigned_partitions.dec(len(keys))
@@ -284,6 +332,7 @@ class Worker:
     def _on_lost(self, partitions: list[TopicPartition]) -> None:
         keys = {(p.topic, p.partition) for p in partitions}
         log.warning("partitions lost: their uncommitted work will be redone", extra={"partitions": _names(partitions)})
+        self.hold.drop(keys)
         if isinstance(self.committer, TransactionCommitter):  # transaction step 6: abort, rewind the rest
             self.tracker.forget(keys)
             self.committer.abort("partitions lost")
@@ -303,6 +352,8 @@ class Worker:
         """Exactly-once step 4: drop in-flight work and seek every assigned partition to its committed offset."""
         assert self.consumer is not None
         self.in_flight.clear()  # the engine may still score them; nobody publishes the results
+        if self.hold:
+            self.hold.clear(self.consumer)
         assigned = self.consumer.assignment()
         self.tracker.forget((tp.topic, tp.partition) for tp in assigned)
         if not assigned:

@@ -1,7 +1,9 @@
 """Small clients behind ``scorer produce`` and ``scorer tail`` (and the demo).
 
 They use only the public contract: the ``.avsc`` files and Kafka.  Producers and consumers of other teams can do
-the same with plain confluent-kafka + fastavro (see the README's integration example).
+the same with plain confluent-kafka + fastavro (see the README's integration example).  With a Schema Registry
+(``--schema-registry-url``) ``produce`` frames each record with its registered schema id (confluent-kafka's
+``AvroSerializer``) and ``tail`` reads framed scores with the writer schema their id names (``AvroDeserializer``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from stream_worker.common.errors import ConfigError, DeliveryError
-from stream_worker.pipeline.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, AvroEncoder, load_schema
+from stream_worker.common.registry_settings import RegistrySettings
+from stream_worker.pipeline.avro import (
+    INPUT_SCHEMA,
+    OUTPUT_SCHEMA,
+    AvroDecoder,
+    AvroEncoder,
+    load_schema,
+    schema_text,
+)
 from stream_worker.pipeline.connect import check_cluster
+from stream_worker.pipeline.registry import STRATEGIES, open_client, unavailable
 
 # librdkafka's own lines (connection retries) would interleave with the command's output; failures are reported
 # once, as an error naming the cluster.
@@ -114,9 +127,10 @@ def publish_texts(
     items: Iterable[dict[str, str]],
     input_format: str = "avro",
     timeout_s: float = 30.0,
+    registry: RegistrySettings | None = None,
 ) -> int:
     """Publish ``items`` keyed by id; returns how many the broker acknowledged."""
-    encode = AvroEncoder(load_schema(INPUT_SCHEMA))
+    encode = _input_encoder(topic, registry)
     items = list(items)
     check_cluster({"bootstrap.servers": bootstrap_servers}, timeout_s)
     producer = Producer(
@@ -158,6 +172,62 @@ def publish_texts(
     return acked
 
 
+def _input_encoder(topic: str, registry: RegistrySettings | None) -> Any:
+    """Plain Avro, or (with a registry URL) registry-framed Avro under the configured subject strategy."""
+    if registry is None or not registry.schema_registry_url:
+        return AvroEncoder(load_schema(INPUT_SCHEMA))
+    conf = {
+        "auto.register.schemas": registry.auto_register_schemas,
+        "use.latest.version": not registry.auto_register_schemas,
+        "subject.name.strategy": STRATEGIES[registry.subject_name_strategy],
+    }
+    serializer = AvroSerializer(open_client(registry), schema_text(INPUT_SCHEMA), conf=conf)
+    context = SerializationContext(topic, MessageField.VALUE)
+
+    def encode(record: dict[str, Any]) -> bytes:
+        try:
+            value: bytes = serializer(record, context)
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            down = unavailable(cause)
+            if down is not None:
+                raise down from exc
+            raise ConfigError(f"the Schema Registry refused the input schema: {cause}") from exc
+        return value
+
+    return encode
+
+
+class ScoreDecoder:
+    """``decoder(value) -> dict`` for score records: plain Avro, or registry-framed (read with the writer schema its
+    id names when a registry URL is given; else the frame is stripped and our schema reads the body)."""
+
+    def __init__(self, registry: RegistrySettings | None = None) -> None:
+        self._plain = AvroDecoder(load_schema(OUTPUT_SCHEMA))
+        self._framed = None
+        if registry is not None and registry.schema_registry_url:
+            self._framed = AvroDeserializer(open_client(registry), schema_text(OUTPUT_SCHEMA))
+
+    def __call__(self, value: bytes) -> dict[str, Any]:
+        if len(value) > 5 and value[0] == 0:
+            if self._framed is not None:
+                try:
+                    record: dict[str, Any] = self._framed(value, None)
+                    return record
+                except Exception as exc:
+                    down = unavailable(exc.__cause__ or exc)
+                    if down is not None:
+                        raise down from exc
+            else:
+                try:
+                    return self._plain(value[5:])
+                except ConfigError:
+                    raise
+                except Exception:
+                    pass  # not framed after all: a plain record whose id is ""
+        return self._plain(value)
+
+
 def score_consumer(bootstrap_servers: str, topic: str, from_beginning: bool = True) -> Consumer:
     consumer = Consumer(
         {
@@ -173,9 +243,11 @@ def score_consumer(bootstrap_servers: str, topic: str, from_beginning: bool = Tr
     return consumer
 
 
-def read_scores(consumer: Consumer, timeout_s: float = 1.0, max_messages: int = 500) -> list[dict[str, Any]]:
-    """Decode one poll's worth of score records (adds ``key`` and the ``scorer.model.version`` header)."""
-    decode = AvroDecoder(load_schema(OUTPUT_SCHEMA))
+def read_scores(
+    consumer: Consumer, timeout_s: float = 1.0, max_messages: int = 500, decode: ScoreDecoder | None = None
+) -> list[dict[str, Any]]:
+    """Decode one poll's worth of score records (adds ``key``)."""
+    decode = decode or ScoreDecoder()
     out = []
     for msg in consumer.consume(num_messages=max_messages, timeout=timeout_s):
         value, key = msg.value(), msg.key()
@@ -194,15 +266,17 @@ def tail_scores(
     max_messages: int,
     idle_timeout: float,
     as_json: bool,
+    registry: RegistrySettings | None = None,
 ) -> None:
     from rich.console import Console
 
     console = Console(stderr=False)
+    decode = ScoreDecoder(registry)
     consumer = score_consumer(bootstrap_servers, topic, from_beginning)
     seen, last = 0, time.monotonic()
     try:
         while not max_messages or seen < max_messages:
-            batch = read_scores(consumer, 0.5)
+            batch = read_scores(consumer, 0.5, decode=decode)
             if not batch:
                 if idle_timeout and time.monotonic() - last > idle_timeout:
                     break

@@ -83,7 +83,7 @@ class WorkerPool:
     # --- the supervisor loop --------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set (returns 0) or the pool gives up (returns non-zero)."""
-        from stream_worker.common.metrics import HealthServer, kafka_connectivity
+        from stream_worker.common.metrics import HealthServer, kafka_connectivity, schema_registry_status
 
         s = self.settings
         server = None
@@ -97,6 +97,7 @@ class WorkerPool:
                     ready=self.ready,
                     healthy=self.healthy,
                     kafka=lambda: kafka_connectivity(registry),
+                    schema_registry=(lambda: schema_registry_status(registry)) if s.schema_registry_url else None,
                 ).start()
             self._preflight()
             log.info("worker pool starting", extra={"processes": self.count, "threads_each": self.threads_each})
