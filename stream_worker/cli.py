@@ -306,6 +306,10 @@ def bench(
         Optional[str], Opt(help="Measure on this cluster instead of an embedded tansu broker.")  # noqa: UP045
     ] = None,
     output_dir: Annotated[Path, Opt(help="Where the report (Markdown + PNG) goes.")] = Path("reports/benchmarks"),
+    schema_registry_url: Annotated[
+        Optional[str],  # noqa: UP045
+        Opt(help="Also measure registry-framed Avro in and out against this Schema Registry (vs plain Avro)."),
+    ] = None,
 ) -> None:
     """Measure throughput, latency and resources of every variant side by side and write a report."""
     from stream_worker.bench.runner import run_bench
@@ -317,7 +321,11 @@ def bench(
     except ScorerError as exc:
         _fail(exc, 2)
     opts = Options(
-        model_dir=model_dir.resolve(), output_dir=output_dir, rounds=rounds, bootstrap_servers=bootstrap_servers
+        model_dir=model_dir.resolve(),
+        output_dir=output_dir,
+        rounds=rounds,
+        bootstrap_servers=bootstrap_servers,
+        schema_registry_url=schema_registry_url,
     )
     if quick:
         opts.quick, opts.rounds = True, 1

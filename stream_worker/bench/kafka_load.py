@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from typing import Any
 from pathlib import Path
 
 from stream_worker.bench.child import peak_rss_mb, spawn
@@ -28,13 +29,19 @@ def new_topics(bootstrap: str, partitions: int = 4) -> tuple[str, str, str]:
     return names[0], names[1], names[2]
 
 
-def _publish(bootstrap: str, topic: str, texts: list[str], rate: float = 0.0, prefix: str = "") -> None:
-    """Publish texts (Avro) as fast as possible, or paced at ``rate`` messages/s (open loop)."""
+def _publish(
+    bootstrap: str, topic: str, texts: list[str], rate: float = 0.0, prefix: str = "", registry_url: str | None = None
+) -> None:
+    """Publish texts (Avro; registry-framed with a registry URL) as fast as possible, or paced at ``rate``
+    messages/s (open loop)."""
     from confluent_kafka import Producer
 
-    from stream_worker.pipeline.avro import INPUT_SCHEMA, AvroEncoder, load_schema
+    from stream_worker.common.registry_settings import RegistrySettings
+    from stream_worker.tools.client import input_encoder
 
-    encode = AvroEncoder(load_schema(INPUT_SCHEMA))
+    given: dict[str, Any] = {"schema_registry_url": registry_url}
+    registry = RegistrySettings(**given) if registry_url else None
+    encode = input_encoder(topic, registry)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2 if rate else 20, "compression.type": "lz4"})
     started = time.perf_counter()
     for i, text in enumerate(texts):
@@ -112,6 +119,8 @@ class WorkerUnderTest:
 
     def __init__(self, opts: Options, bootstrap: str, flags: list[str], log_dir: Path) -> None:
         self.bootstrap = bootstrap
+        flag = "--schema-registry-url"
+        self.registry_url = flags[flags.index(flag) + 1] if flag in flags else None
         self.in_topic, self.out_topic, self.dlq = new_topics(bootstrap)
         self.port = free_port()
         command = [
@@ -171,7 +180,7 @@ class WorkerUnderTest:
     def throughput(self, texts: list[str], tag: str) -> float:
         """Publish ``texts`` at once and time until the last score is received (texts/s)."""
         started = time.perf_counter()
-        _publish(self.bootstrap, self.in_topic, texts, prefix=tag)
+        _publish(self.bootstrap, self.in_topic, texts, prefix=tag, registry_url=self.registry_url)
         got = self.collector.wait_for([f"{tag}{i}".encode() for i in range(len(texts))], 1800)
         if got < len(texts):
             raise RuntimeError(f"only {got} of {len(texts)} scored")

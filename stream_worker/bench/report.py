@@ -217,7 +217,7 @@ def _latency_targets(
 ) -> list[tuple[str, str, bool]]:
     """The low-latency issue's targets: HTTP against the naive server and the model alone, Kafka against the
     model's own one-text latency, saturation against the previous fixed-window default."""
-    from stream_worker.bench.variants import DEFAULT, FIXED_WINDOW, NAIVE, SERVE
+    from stream_worker.bench.variants import DEFAULT, FIXED_WINDOW, NAIVE, REGISTRY, SERVE
 
     out: list[tuple[str, str, bool]] = []
     http = extra.get("http", {})
@@ -244,6 +244,11 @@ def _latency_targets(
         out.append((f"Kafka ({where}) at 25%: p99 ≤ 5x one-text model latency", f"{p99 / one:.1f}x", p99 <= 5 * one))
     if ninety:
         out.append(("Kafka at 90%: p99 ≤ 1 s", f"{ninety[2]:.3f} s", ninety[2] <= 1.0))
+    for m in mixes:
+        framed = tps(REGISTRY, m)
+        if framed and tps(DEFAULT, m):
+            ratio = framed / tps(DEFAULT, m)
+            out.append((f"Schema Registry ({m}): framed in and out ≥ 0.97x plain Avro", f"{ratio:.2f}x", ratio >= 0.97))
     for m in mixes:
         fixed = tps(FIXED_WINDOW, m)
         if fixed:

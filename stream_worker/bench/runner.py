@@ -31,7 +31,7 @@ from rich.progress import Progress
 from stream_worker.bench.child import spawn
 from stream_worker.bench.http_load import HttpUnderTest, closed_loop, paced
 from stream_worker.bench.kafka_load import WorkerUnderTest, latency_at, per_message_peer, scrape
-from stream_worker.bench.variants import BASELINE, DEFAULT, FIXED_WINDOW, NAIVE, PEER, SERVE, Options, Run
+from stream_worker.bench.variants import BASELINE, DEFAULT, FIXED_WINDOW, NAIVE, PEER, REGISTRY, SERVE, Options, Run
 from stream_worker.common.settings import Settings
 from stream_worker.tools.broker import TansuBroker
 from stream_worker.tools.demo import load_reviews
@@ -207,10 +207,12 @@ def run_bench(opts: Options) -> Path:
         (FIXED_WINDOW, ["--max-wait-ms", "25"]),
         ("scorer worker --processes 1, precision auto", ["--processes", "1"]),
     ]
+    if opts.schema_registry_url:
+        e2e_variants.append((REGISTRY, ["--schema-registry-url", opts.schema_registry_url]))
     fractions: tuple[float, ...] = (0.25, 0.5, 0.9)  # paced loads, as fractions of the measured capacity
     if opts.quick:  # the smoke run: every code path once (both precisions, both layouts), not every combination
         model_variants = [model_variants[0], model_variants[3]]
-        e2e_variants = e2e_variants[:2]
+        e2e_variants = [v for v in e2e_variants if v[0] in (BASELINE, DEFAULT, REGISTRY)]
         fractions = (0.5,)
     runs: dict[tuple[str, str], Run] = {}
     extra: dict[str, Any] = {"cold_start_s": {}, "rss_mb": {}, "max_batch_s": {}, "gemm": [], "latency": {}, "http": {}}

@@ -14,6 +14,7 @@ FIXED_WINDOW = "scorer worker, fixed 25 ms batching window (the previous default
 PEER = "per-message scorer (poll one, score one, produce one)"
 SERVE = "scorer serve (default settings)"
 NAIVE = "naive HTTP server (one model call per request)"
+REGISTRY = "scorer worker, registry-framed Avro in and out (Schema Registry)"
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Options:
     model_dir: Path
     output_dir: Path
     quick: bool = False
+    schema_registry_url: str | None = None  # set: the registry variant runs (framed input, framed scores)
     rounds: int = 2
     bootstrap_servers: str | None = None
     short_texts: int = 1024

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from stream_worker.common.errors import ConfigError, DeliveryError
+from stream_worker.common.errors import ConfigError, DeliveryError, SchemaMismatch
 from stream_worker.common.registry_settings import RegistrySettings
 from stream_worker.pipeline.avro import (
     INPUT_SCHEMA,
@@ -130,7 +130,7 @@ def publish_texts(
     registry: RegistrySettings | None = None,
 ) -> int:
     """Publish ``items`` keyed by id; returns how many the broker acknowledged."""
-    encode = _input_encoder(topic, registry)
+    encode = input_encoder(topic, registry)
     items = list(items)
     check_cluster({"bootstrap.servers": bootstrap_servers}, timeout_s)
     producer = Producer(
@@ -172,7 +172,7 @@ def publish_texts(
     return acked
 
 
-def _input_encoder(topic: str, registry: RegistrySettings | None) -> Any:
+def input_encoder(topic: str, registry: RegistrySettings | None) -> Any:
     """Plain Avro, or (with a registry URL) registry-framed Avro under the configured subject strategy."""
     if registry is None or not registry.schema_registry_url:
         return AvroEncoder(load_schema(INPUT_SCHEMA))
@@ -200,32 +200,32 @@ def _input_encoder(topic: str, registry: RegistrySettings | None) -> Any:
 
 class ScoreDecoder:
     """``decoder(value) -> dict`` for score records: plain Avro, or registry-framed (read with the writer schema its
-    id names when a registry URL is given; else the frame is stripped and our schema reads the body)."""
+    id names when a registry is given; else the frame is stripped and our schema reads the body)."""
 
-    def __init__(self, registry: RegistrySettings | None = None) -> None:
+    def __init__(self, registry: RegistrySettings | None = None, client: Any = None) -> None:
         self._plain = AvroDecoder(load_schema(OUTPUT_SCHEMA))
         self._framed = None
-        if registry is not None and registry.schema_registry_url:
-            self._framed = AvroDeserializer(open_client(registry), schema_text(OUTPUT_SCHEMA))
+        if client is None and registry is not None and registry.schema_registry_url:
+            client = open_client(registry)
+        if client is not None:
+            self._framed = AvroDeserializer(client, schema_text(OUTPUT_SCHEMA))
 
     def __call__(self, value: bytes) -> dict[str, Any]:
-        if len(value) > 5 and value[0] == 0:
-            if self._framed is not None:
-                try:
-                    record: dict[str, Any] = self._framed(value, None)
-                    return record
-                except Exception as exc:
-                    down = unavailable(exc.__cause__ or exc)
-                    if down is not None:
-                        raise down from exc
-            else:
-                try:
-                    return self._plain(value[5:])
-                except ConfigError:
-                    raise
-                except Exception:
-                    pass  # not framed after all: a plain record whose id is ""
-        return self._plain(value)
+        if len(value) <= 5 or value[0] != 0:
+            return self._plain(value)
+        try:
+            if self._framed is None:
+                return self._plain(value[5:])
+            record: dict[str, Any] = self._framed(value, None)
+            return record
+        except Exception as exc:
+            down = unavailable(exc.__cause__ or exc)
+            if down is not None:
+                raise down from exc
+            try:  # not framed after all: a plain record whose id is "" also starts with 0x00
+                return self._plain(value)
+            except Exception:
+                raise SchemaMismatch(f"not a score record ({type(exc).__name__}: {exc})"[:300]) from exc
 
 
 def score_consumer(bootstrap_servers: str, topic: str, from_beginning: bool = True) -> Consumer:

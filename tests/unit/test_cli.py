@@ -70,6 +70,14 @@ FLAG_VALUES: dict[str, tuple[list[str], Any]] = {
     "pii_policy": (["--pii-policy", "redact"], "redact"),
     "pii_quarantine_topic": (["--pii-quarantine-topic", "pii-q"], "pii-q"),
     "log_level": (["--log-level", "DEBUG"], "DEBUG"),
+    "schema_registry_url": (["--schema-registry-url", "https://registry:8081"], "https://registry:8081"),
+    "schema_registry_user": (["--schema-registry-user", "svc-scorer"], "svc-scorer"),
+    "schema_registry_password": (["--schema-registry-password", "r3g-pw"], "**********"),
+    "schema_registry_ca_location": (["--schema-registry-ca-location", "/etc/registry-ca.crt"], "/etc/registry-ca.crt"),
+    "subject_name_strategy": (["--subject-name-strategy", "topic-record"], "topic-record"),
+    "auto_register_schemas": (["--no-auto-register-schemas"], False),
+    "schema_cache_size": (["--schema-cache-size", "50"], 50),
+    "schema_registry_timeout_s": (["--schema-registry-timeout-s", "2.5"], 2.5),
 }
 
 
@@ -93,6 +101,7 @@ def test_every_setting_has_a_flag_that_takes_effect() -> None:
     for name, (_, expected) in FLAG_VALUES.items():
         assert effective[name] == expected, name
     assert "hunter2" not in proc.stdout and "s3cret" not in proc.stdout and "/ca.pem" not in proc.stdout
+    assert "r3g-pw" not in proc.stdout
 
 
 def test_flag_over_env_over_default() -> None:
