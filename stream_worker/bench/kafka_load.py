@@ -10,8 +10,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from stream_worker.bench.child import peak_rss_mb, spawn
 from stream_worker.bench.variants import Options

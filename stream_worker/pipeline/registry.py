@@ -72,7 +72,20 @@ def open_client(settings: RegistrySettings) -> SchemaRegistryClient:
 
 
 def unavailable(exc: BaseException) -> RegistryUnavailable | None:
-    """The ``RegistryUnavailable`` that ``exc`` means, or None when it is not about reaching the registry."""
+    """The ``RegistryUnavailable`` that ``exc`` (or an exception it was raised from) means, or None when it is not
+    about reaching the registry (serde wrappers chain the HTTP client's error)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        found = _unavailable(seen)
+        if found is not None:
+            return found
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _unavailable(exc: BaseException) -> RegistryUnavailable | None:
     if isinstance(exc, _TRANSPORT):
         return RegistryUnavailable(f"Schema Registry unreachable ({type(exc).__name__})")
     if isinstance(exc, SchemaRegistryError) and (
@@ -104,9 +117,13 @@ class RegistryReader:
             ) from exc
         except UnicodeDecodeError as exc:
             raise InvalidUtf8("a string field is not valid UTF-8") from exc
-        except _TRANSPORT as exc:
-            raise unavailable(exc) or RegistryUnavailable("Schema Registry unreachable") from exc
-        except (SerializationError, EOFError, ValueError, IndexError, TypeError, OverflowError, KeyError) as exc:
+        except Exception as exc:  # the HTTP library's errors (maybe wrapped by the serde), or a body that is cut short
+            down = unavailable(exc)
+            if down is not None:
+                raise down from exc
+            if not isinstance(exc, (SerializationError, EOFError, ValueError, IndexError, TypeError, OverflowError,
+                                    KeyError)):  # fmt: skip
+                raise
             problem = f"not a record of writer schema id {_schema_id(value)} ({type(exc).__name__})"
             raise SchemaMismatch(problem) from exc
         if not isinstance(record, dict):
@@ -137,21 +154,13 @@ class RegistryFramer:
         answers no: an incompatible schema under the subject, or no subject with auto-registration off."""
         try:
             value = self(record, topic)
-        except SerializationError as exc:
-            cause = exc.__cause__ or exc.__context__
-            down = unavailable(cause) if cause is not None else None
-            if down is not None:
-                raise down from exc
-            raise ConfigError(f"cannot register the output schema ({self.strategy} strategy): {exc}") from exc
-        except SchemaRegistryError as exc:
+        except Exception as exc:  # the serde raises its own, the client's and the HTTP library's errors
             down = unavailable(exc)
             if down is not None:
                 raise down from exc
-            raise ConfigError(
-                f"the Schema Registry refused the output schema ({self.strategy} strategy): {exc.error_message}"
-            ) from exc
-        except _TRANSPORT as exc:
-            raise unavailable(exc) or RegistryUnavailable("Schema Registry unreachable") from exc
+            detail = exc.error_message if isinstance(exc, SchemaRegistryError) else str(exc)
+            problem = f"the Schema Registry refused the output schema ({self.strategy} strategy): {detail}"
+            raise ConfigError(problem) from exc
         return int.from_bytes(value[1:5], "big")
 
 

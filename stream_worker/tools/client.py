@@ -132,6 +132,10 @@ def publish_texts(
     """Publish ``items`` keyed by id; returns how many the broker acknowledged."""
     encode = input_encoder(topic, registry)
     items = list(items)
+    values = []  # encoded first: a registry that refuses or does not answer stops the run before anything is sent
+    for item in items:
+        record = {"id": item["id"], "text": item["text"], "produced_at": int(time.time() * 1000)}
+        values.append(json.dumps(record).encode() if input_format == "json" else encode(record))
     check_cluster({"bootstrap.servers": bootstrap_servers}, timeout_s)
     producer = Producer(
         {
@@ -153,9 +157,7 @@ def publish_texts(
         else:
             acked += 1
 
-    for item in items:
-        record = {"id": item["id"], "text": item["text"], "produced_at": int(time.time() * 1000)}
-        value = json.dumps(record).encode() if input_format == "json" else encode(record)
+    for item, value in zip(items, values, strict=True):
         while True:
             try:
                 producer.produce(topic, key=item["id"].encode(), value=value, on_delivery=delivered)
@@ -188,11 +190,10 @@ def input_encoder(topic: str, registry: RegistrySettings | None) -> Any:
         try:
             value: bytes = serializer(record, context)
         except Exception as exc:
-            cause = exc.__cause__ or exc
-            down = unavailable(cause)
+            down = unavailable(exc)
             if down is not None:
                 raise down from exc
-            raise ConfigError(f"the Schema Registry refused the input schema: {cause}") from exc
+            raise ConfigError(f"the Schema Registry refused the input schema: {exc}") from exc
         return value
 
     return encode
@@ -219,7 +220,7 @@ class ScoreDecoder:
             record: dict[str, Any] = self._framed(value, None)
             return record
         except Exception as exc:
-            down = unavailable(exc.__cause__ or exc)
+            down = unavailable(exc)
             if down is not None:
                 raise down from exc
             try:  # not framed after all: a plain record whose id is "" also starts with 0x00

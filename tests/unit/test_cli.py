@@ -131,6 +131,9 @@ def test_the_readme_production_command_takes_its_flags() -> None:
         (["--output-topic", "text-messages"], {}, "three different topics"),
         (["--kafka", "novalue"], {}, "key=value"),
         ([], {"SCORER_MAX_WAIT_MS": "soon"}, "max_wait_ms"),
+        (["--schema-registry-url", "registry:8081"], {}, "http(s)://"),
+        ([], {"SCORER_SCHEMA_REGISTRY_PASSWORD": "pw"}, "needs schema_registry_user"),
+        (["--schema-cache-size", "0"], {}, "schema_cache_size"),
     ],
 )
 def test_bad_settings_are_one_clear_line(args: list[str], env: dict[str, str], needle: str) -> None:
@@ -269,6 +272,9 @@ def test_unknown_flag_is_one_line(command: str) -> None:
         (["train", "--profile", "huge"], "unknown profile"),
         (["demo", "--messages", "lots"], "--messages"),
         (["bench", "--rounds", "two"], "--rounds"),
+        (["worker", "--subject-name-strategy", "subject"], "--subject-name-strategy"),
+        (["produce", "--schema-registry-url", "registry"], "http(s)://"),
+        (["tail", "--schema-registry-url", "ftp://registry"], "http(s)://"),
     ],
 )
 def test_bad_values_are_one_line(args: list[str], needle: str) -> None:
@@ -324,4 +330,11 @@ def test_produce_errors(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "avro or json" in proc.stderr
     proc = run("tail", "--bootstrap-servers", "127.0.0.1:1", "--broker-timeout-s", "2")
     assert proc.returncode == 1 and "cannot reach the Kafka cluster" in proc.stderr
+    no_traceback(proc)
+    proc = run("produce", str(good), "--input-format", "json", "--schema-registry-url", "http://127.0.0.1:1")
+    assert proc.returncode == 2 and "use --input-format avro" in proc.stderr
+    # A registry that does not answer: one line, exit 1, nothing published (checked before the broker).
+    proc = run("produce", str(good), "--schema-registry-url", "http://127.0.0.1:1", "--broker-timeout-s", "2",
+               env={"SCORER_SCHEMA_REGISTRY_TIMEOUT_S": "2"})  # fmt: skip
+    assert proc.returncode == 1 and "Schema Registry unreachable" in proc.stderr, proc.stderr
     no_traceback(proc)
