@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from stream_worker.common.errors import (
     DecodeError,
@@ -32,7 +32,9 @@ from stream_worker.common.errors import (
     UnsupportedContentType,
 )
 from stream_worker.pipeline.avro import INPUT_SCHEMA, AvroDecoder, load_schema
-from stream_worker.pipeline.registry import RegistryReader
+
+if TYPE_CHECKING:  # the registry serde is imported only when a registry is configured (it costs ~1 s to import)
+    from stream_worker.pipeline.registry import RegistryReader
 
 CONFLUENT_MAGIC = 0
 _AVRO_TYPES = ("avro/binary", "application/avro", "application/vnd.kafka.avro.v2+avro")

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stream_worker.pipeline.avro import OUTPUT_SCHEMA, AvroEncoder, load_schema
 from stream_worker.pipeline.consume import Headers, Incoming
-from stream_worker.pipeline.registry import RegistryFramer
+
+if TYPE_CHECKING:  # imported only when a registry is configured
+    from stream_worker.pipeline.registry import RegistryFramer
 
 MODEL_VERSION_HEADER = "scorer.model.version"
 PRECISION_HEADER = "scorer.model.precision"

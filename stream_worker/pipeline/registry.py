@@ -147,6 +147,24 @@ class RegistryFramer:
         value: bytes = self._serialize(record, SerializationContext(topic, MessageField.VALUE))
         return value
 
+    def register(self, topic: str, stop: threading.Event, metrics: Metrics) -> None:
+        """Before consuming: register (or look up) the output schema, so no score waits for it later.  Retried with
+        backoff while the registry does not answer (a worker may start before its registry); a refusal is a
+        ``ConfigError``."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                schema_id = self.warm_up(_SAMPLE_SCORE, topic)
+            except RegistryUnavailable as exc:
+                metrics.failures.labels(kind=type(exc).__name__).inc()
+                log.warning("schema registry unreachable at start; retrying", extra={"error": str(exc),
+                                                                                    "retry_in_s": delay})  # fmt: skip
+                stop.wait(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            log.info("output schema registered", extra={"schema_id": schema_id, "strategy": self.strategy})
+            return
+
     def warm_up(self, record: dict[str, Any], topic: str) -> int:
         """Register (or look up) the schema now, so that no record waits for it later; returns its id.
 
@@ -174,26 +192,6 @@ _SAMPLE_SCORE = {
     "source_partition": 0,
     "source_offset": 0,
 }
-
-
-def register_output_schema(framer: RegistryFramer, topic: str, stop: threading.Event, metrics: Metrics) -> None:
-    """Before consuming: register (or look up) the output schema, so no score waits for it later.  Retried with
-    backoff while the registry does not answer (a worker may start before its registry); a refusal is a
-    ``ConfigError``."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            schema_id = framer.warm_up(_SAMPLE_SCORE, topic)
-        except RegistryUnavailable as exc:
-            metrics.failures.labels(kind=type(exc).__name__).inc()
-            log.warning(
-                "schema registry unreachable at start; retrying", extra={"error": str(exc), "retry_in_s": delay}
-            )
-            stop.wait(delay)
-            delay = min(30.0, delay * 2)
-            continue
-        log.info("output schema registered", extra={"schema_id": schema_id, "strategy": framer.strategy})
-        return
 
 
 def _schema_id(value: bytes) -> int:

@@ -23,7 +23,7 @@ from collections import deque
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
@@ -39,7 +39,7 @@ from stream_worker.common.settings import Settings
 from stream_worker.engine.inference import Engine, Result, Scored, open_engine
 from stream_worker.engine.model_repo import ModelWatcher, require_servable
 from stream_worker.engine.score import Scorer
-from stream_worker.pipeline import connect, consume, registry
+from stream_worker.pipeline import connect, consume
 from stream_worker.pipeline.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, schema_text
 from stream_worker.pipeline.commit import Committer, OffsetTracker
 from stream_worker.pipeline.consume import Incoming
@@ -52,6 +52,9 @@ from stream_worker.pipeline.pii import HEADER as PII_HEADER
 from stream_worker.pipeline.pii import PiiScanner, apply_policy
 from stream_worker.pipeline.produce import Publisher
 from stream_worker.pipeline.transaction import TransactionCommitter, check_delivery_support
+
+if TYPE_CHECKING:
+    from stream_worker.pipeline.registry import RegistryFramer, RegistryReader
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +75,11 @@ class Worker:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        reader = framer = None
+        reader: RegistryReader | None = None
+        framer: RegistryFramer | None = None
         if settings.schema_registry_url:
+            from stream_worker.pipeline import registry  # the serde's import costs ~1 s: only when configured
+
             client = registry.open_client(settings)
             reader = registry.RegistryReader(client, schema_text(INPUT_SCHEMA, settings.schema_dir))
             framer = registry.RegistryFramer(client, schema_text(OUTPUT_SCHEMA, settings.schema_dir), settings)
@@ -108,7 +114,7 @@ class Worker:
             check_delivery_support(s, cluster_id)
             self._load_model()
             if self.framer is not None:  # scores are framed: the output schema's id first (retried, see registry)
-                registry.register_output_schema(self.framer, s.output_topic, stop, self.metrics)
+                self.framer.register(s.output_topic, stop, self.metrics)
             if stop.is_set():
                 return
             self.publisher = Publisher(s.producer_config(), self.tracker)

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 from stream_worker.common.errors import ConfigError, DeliveryError, SchemaMismatch
 from stream_worker.common.registry_settings import RegistrySettings
@@ -34,7 +32,6 @@ from stream_worker.pipeline.avro import (
     schema_text,
 )
 from stream_worker.pipeline.connect import check_cluster
-from stream_worker.pipeline.registry import STRATEGIES, open_client, unavailable
 
 # librdkafka's own lines (connection retries) would interleave with the command's output; failures are reported
 # once, as an error naming the cluster.
@@ -178,6 +175,10 @@ def input_encoder(topic: str, registry: RegistrySettings | None) -> Any:
     """Plain Avro, or (with a registry URL) registry-framed Avro under the configured subject strategy."""
     if registry is None or not registry.schema_registry_url:
         return AvroEncoder(load_schema(INPUT_SCHEMA))
+    from confluent_kafka.schema_registry.avro import AvroSerializer  # ~1 s to import: only with a registry
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from stream_worker.pipeline.registry import STRATEGIES, open_client, unavailable
     conf = {
         "auto.register.schemas": registry.auto_register_schemas,
         "use.latest.version": not registry.auto_register_schemas,
@@ -205,10 +206,14 @@ class ScoreDecoder:
 
     def __init__(self, registry: RegistrySettings | None = None, client: Any = None) -> None:
         self._plain = AvroDecoder(load_schema(OUTPUT_SCHEMA))
-        self._framed = None
+        self._framed: Any = None
         if client is None and registry is not None and registry.schema_registry_url:
+            from stream_worker.pipeline.registry import open_client  # ~1 s to import: only with a registry
+
             client = open_client(registry)
         if client is not None:
+            from confluent_kafka.schema_registry.avro import AvroDeserializer
+
             self._framed = AvroDeserializer(client, schema_text(OUTPUT_SCHEMA))
 
     def __call__(self, value: bytes) -> dict[str, Any]:
@@ -220,6 +225,8 @@ class ScoreDecoder:
             record: dict[str, Any] = self._framed(value, None)
             return record
         except Exception as exc:
+            from stream_worker.pipeline.registry import unavailable
+
             down = unavailable(exc)
             if down is not None:
                 raise down from exc
