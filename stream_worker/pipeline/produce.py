@@ -9,6 +9,7 @@ stops with ``DeliveryError`` and the offset stays uncommitted, so the message is
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from stream_worker.common import client_log
 from stream_worker.common.errors import DeliveryError, InfrastructureError
+from stream_worker.common.metrics import Metrics
 from stream_worker.pipeline.commit import OffsetTracker
 from stream_worker.pipeline.consume import Headers, Incoming
 
@@ -158,3 +160,20 @@ class Publisher:
         if err.fatal():
             self._fatal = err.str()
         client_log.report_error(err, "producer", "kafka producer error")
+
+
+class ScoreAck:
+    """Delivery hook of a score record: count it, observe publish-to-acknowledgement and end-to-end latency."""
+
+    __slots__ = ("_metrics", "_produced_ms", "_sent")
+
+    def __init__(self, metrics: Metrics, produced_ms: int | None) -> None:
+        self._metrics = metrics
+        self._produced_ms = produced_ms
+        self._sent = time.perf_counter()
+
+    def __call__(self) -> None:
+        self._metrics.messages_out.inc()
+        self._metrics.publish_ack_seconds.observe(time.perf_counter() - self._sent)
+        if self._produced_ms is not None:
+            self._metrics.end_to_end_seconds.observe(max(0.0, time.time() - self._produced_ms / 1000.0))

@@ -50,7 +50,7 @@ from stream_worker.pipeline.guard import Checked, Guard
 from stream_worker.pipeline.hold import Hold
 from stream_worker.pipeline.pii import HEADER as PII_HEADER
 from stream_worker.pipeline.pii import PiiScanner, apply_policy
-from stream_worker.pipeline.produce import Publisher
+from stream_worker.pipeline.produce import Publisher, ScoreAck
 from stream_worker.pipeline.transaction import TransactionCommitter, check_delivery_support
 
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ class Worker:
                 headers.append((PII_HEADER, item.pii_kinds.encode()))
             produced_ms = record.produced_at_ms or item.incoming.timestamp_ms
             self.publisher.publish(
-                self.settings.output_topic, item.incoming, value, headers, _Ack(self.metrics, produced_ms)
+                self.settings.output_topic, item.incoming, value, headers, ScoreAck(self.metrics, produced_ms)
             )
         self.in_flight = still
 
@@ -395,23 +395,6 @@ class Worker:
                 self.consumer.close()
                 self.consumer = None
             log.info("worker stopped", extra={"in_flight": self.tracker.in_flight()})
-
-
-class _Ack:
-    """Delivery hook of a score record: count it, observe publish-to-acknowledgement and end-to-end latency."""
-
-    __slots__ = ("_metrics", "_produced_ms", "_sent")
-
-    def __init__(self, metrics: Metrics, produced_ms: int | None) -> None:
-        self._metrics = metrics
-        self._produced_ms = produced_ms
-        self._sent = time.perf_counter()
-
-    def __call__(self) -> None:
-        self._metrics.messages_out.inc()
-        self._metrics.publish_ack_seconds.observe(time.perf_counter() - self._sent)
-        if self._produced_ms is not None:
-            self._metrics.end_to_end_seconds.observe(max(0.0, time.time() - self._produced_ms / 1000.0))
 
 
 def _header_text(value: bytes | None) -> str | None:
