@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from stream_worker.pipeline.avro import INPUT_SCHEMA, AvroEncoder, load_schema
+from stream_worker.pipeline.avro import INPUT_SCHEMA, OUTPUT_SCHEMA, AvroDecoder, AvroEncoder, load_schema
 from tests.faults.verify import BadInput, DeadLetter, Tally
 from tests.harness import SCORER, _free_port, http_status, kill_group, user_env, wait_for
 from tests.toy_model import NEGATIVE, POISON, POSITIVE
@@ -337,6 +337,10 @@ class CommittedReader(threading.Thread):
         self.tps = [TopicPartition(t, p, OFFSET_BEGINNING) for t, n in partitions.items() for p in range(n)]
         self.consumer.assign(self.tps)
         self.output_keys: Counter[str] = Counter()
+        # key -> [(output partition, output offset, source partition, source offset)]: evidence for duplicates
+        # (one source offset scored twice is the worker's fault; two source offsets mean the input holds the key twice)
+        self.sources: dict[str, list[tuple[int, int, int, int]]] = {}
+        self._decode = AvroDecoder(load_schema(OUTPUT_SCHEMA))
         self.dead_letters: list[DeadLetter] = []
         self._running = threading.Event()
         self._running.set()
@@ -358,6 +362,10 @@ class CommittedReader(threading.Thread):
                 key = (msg.key() or b"").decode(errors="replace")
                 if msg.topic() == self.output_topic:
                     self.output_keys[key] += 1
+                    score = self._decode(msg.value())
+                    self.sources.setdefault(key, []).append(
+                        (msg.partition(), msg.offset(), score["source_partition"], score["source_offset"])
+                    )
                 else:
                     headers = {k: (v or b"").decode(errors="replace") for k, v in msg.headers() or []}
                     self.dead_letters.append(

@@ -152,7 +152,11 @@ def run_scenario(
     if result.lost:
         problems.append(f"{result.lost} ids lost, e.g. {result.lost_examples}")
     if mode == "exactly-once" and result.duplicated:
-        problems.append(f"{result.duplicated} duplicates in exactly-once, e.g. {result.duplicated_examples}")
+        evidence = {k: reader.sources.get(k) for k in result.duplicated_examples}
+        problems.append(
+            f"{result.duplicated} duplicates in exactly-once, e.g. {result.duplicated_examples}; "
+            f"(out partition, out offset, source partition, source offset): {evidence}"
+        )
     if not t.dead_letter_ok:
         problems.append(f"dead letters {result.dead_letter_ok}: {t.dead_letter_problems}")
     if check is not None:
