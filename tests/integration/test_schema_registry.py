@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,18 +77,29 @@ def worker(kafka: Any, registry: Any, topics: tuple[str, str, str], model: Path,
     return start_worker_cli(kafka.bootstrap_servers, topics, model, log, "--schema-registry-url", registry.url, *flags)
 
 
+@dataclass
+class Setup:
+    bootstrap: str
+    topics: tuple[str, str, str]  # input, output, dead letters
+    client: SchemaRegistryClient
+
+
+@pytest.fixture
+def setup(kafka_broker: Any, schema_registry: Any, topic_factory: Callable[..., str]) -> Setup:
+    topics = (topic_factory(kafka_broker, partitions=2), topic_factory(kafka_broker), topic_factory(kafka_broker))
+    return Setup(kafka_broker.bootstrap_servers, topics, SchemaRegistryClient({"url": schema_registry.url}))
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(120) == 0
 
 
 def test_evolving_schemas_score_and_bad_ids_are_dead_lettered(
-    kafka_broker: Any, schema_registry: Any, topic_factory: Callable[..., str], toy_model_dir: Path, tmp_path: Path
+    setup: Setup, kafka_broker: Any, schema_registry: Any, toy_model_dir: Path, tmp_path: Path
 ) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    topics = (topic_factory(kafka_broker, partitions=2), topic_factory(kafka_broker), topic_factory(kafka_broker))
+    bootstrap, topics, client = setup.bootstrap, setup.topics, setup.client
     in_topic, out_topic, dlq_topic = topics
-    client = SchemaRegistryClient({"url": schema_registry.url})
     subject = f"{in_topic}-value"
     # v1 through the console script, as a user publishes (it registers v1 under '<topic>-value').
     source = tmp_path / "v1.jsonl"
@@ -138,12 +150,10 @@ def test_evolving_schemas_score_and_bad_ids_are_dead_lettered(
 
 
 def test_registry_outage_holds_messages_and_resumes(
-    kafka_broker: Any, schema_registry: Any, topic_factory: Callable[..., str], toy_model_dir: Path, tmp_path: Path
+    setup: Setup, kafka_broker: Any, schema_registry: Any, toy_model_dir: Path, tmp_path: Path
 ) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    topics = (topic_factory(kafka_broker, partitions=2), topic_factory(kafka_broker), topic_factory(kafka_broker))
+    bootstrap, topics, client = setup.bootstrap, setup.topics, setup.client
     in_topic, out_topic, dlq_topic = topics
-    client = SchemaRegistryClient({"url": schema_registry.url})
     before = publish(bootstrap, in_topic, serializer(client, V1), "before", 50)
     log = tmp_path / "worker.log"
     proc, port = worker(kafka_broker, schema_registry, topics, toy_model_dir, log)
@@ -177,12 +187,10 @@ def test_registry_outage_holds_messages_and_resumes(
 
 
 def test_exactly_once_with_registry_framed_scores_and_the_example_client(
-    kafka_broker: Any, schema_registry: Any, topic_factory: Callable[..., str], toy_model_dir: Path, tmp_path: Path
+    setup: Setup, kafka_broker: Any, schema_registry: Any, toy_model_dir: Path, tmp_path: Path
 ) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    topics = (topic_factory(kafka_broker, partitions=2), topic_factory(kafka_broker), topic_factory(kafka_broker))
+    bootstrap, topics, client = setup.bootstrap, setup.topics, setup.client
     in_topic, out_topic, _ = topics
-    client = SchemaRegistryClient({"url": schema_registry.url})
     log = tmp_path / "worker.log"
     proc, _port = worker(kafka_broker, schema_registry, topics, toy_model_dir, log, "--delivery", "exactly-once",
                          "--subject-name-strategy", "topic-record")  # fmt: skip
