@@ -185,3 +185,28 @@ def test_hold_pauses_keeps_order_backs_off_and_resumes() -> None:
     hold.recovered(consumer)  # type: ignore[arg-type]
     assert consumer.paused == {("in", 1)}  # resumed what is still assigned
     assert schema_registry_status(metrics.registry) == {"unreachable": False, "held_messages": 0}
+
+
+def test_a_worker_started_before_its_registry_waits_for_it() -> None:
+    """``RegistryFramer.register`` keeps retrying while the registry does not answer, and returns at stop."""
+    import threading
+    import time
+
+    down = RegistrySettings(schema_registry_url="http://127.0.0.1:9", schema_registry_timeout_s=1)
+    framer = registry.RegistryFramer(registry.open_client(down), schema_text(OUTPUT_SCHEMA), down)
+    metrics, stop = Metrics(), threading.Event()
+
+    def failures() -> float:
+        return metrics.registry.get_sample_value("scorer_failures_total", {"kind": "RegistryUnavailable"}) or 0.0
+
+    def stop_after_three_attempts() -> None:
+        deadline = time.monotonic() + 120
+        while failures() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+
+    watcher = threading.Thread(target=stop_after_three_attempts)
+    watcher.start()
+    framer.register("out", stop, metrics)  # returns only because stop was set
+    watcher.join()
+    assert failures() >= 3
