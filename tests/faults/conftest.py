@@ -34,8 +34,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-@pytest.fixture(scope="session")
-def kafka_cluster() -> Iterator[KafkaCluster]:
+@pytest.fixture(scope="module")  # every scenario lives in test_faults.py: the three JVMs stop when it is done,
+def kafka_cluster() -> Iterator[KafkaCluster]:  # not after the rest of make test (they idle at ~5 % CPU each)
     cluster = KafkaCluster().start_cluster()
     log.info("3-node Kafka cluster on %s in %.1fs", cluster.bootstrap_servers, cluster.startup_seconds or 0.0)
     try:
