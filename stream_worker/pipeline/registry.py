@@ -19,6 +19,7 @@ framed with that id, so downstream consumers read it with any standard Avro dese
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from stream_worker.common.errors import (
 )
 from stream_worker.common.metrics import Metrics
 from stream_worker.common.registry_settings import RegistrySettings
+from stream_worker.pipeline.hold import FIRST_RETRY_S, MAX_RETRY_S
 
 try:  # the registry client's HTTP library (httpx2 where installed, else httpx): its errors are transport errors
     from confluent_kafka.schema_registry.common._httpx_compat import httpx as _http
@@ -132,7 +134,8 @@ class RegistryReader:
 
 
 class RegistryFramer:
-    """``framer(record, topic) -> bytes``: the score record framed with its registered schema id."""
+    """``framer(record, topic) -> bytes``: a record framed with its schema's registered id (the worker's scores;
+    ``scorer produce``'s inputs)."""
 
     def __init__(self, client: SchemaRegistryClient, schema: str, settings: RegistrySettings) -> None:
         conf = {
@@ -142,6 +145,7 @@ class RegistryFramer:
         }
         self._serialize = AvroSerializer(client, schema, conf=conf)
         self.strategy = settings.subject_name_strategy
+        self._name = json.loads(schema).get("name", "record")
 
     def __call__(self, record: dict[str, Any], topic: str) -> bytes:
         value: bytes = self._serialize(record, SerializationContext(topic, MessageField.VALUE))
@@ -151,7 +155,7 @@ class RegistryFramer:
         """Before consuming: register (or look up) the output schema, so no score waits for it later.  Retried with
         backoff while the registry does not answer (a worker may start before its registry); a refusal is a
         ``ConfigError``."""
-        delay = 0.5
+        delay = FIRST_RETRY_S
         while not stop.is_set():
             try:
                 schema_id = self.warm_up(_SAMPLE_SCORE, topic)
@@ -160,26 +164,29 @@ class RegistryFramer:
                 log.warning("schema registry unreachable at start; retrying", extra={"error": str(exc),
                                                                                     "retry_in_s": delay})  # fmt: skip
                 stop.wait(delay)
-                delay = min(30.0, delay * 2)
+                delay = min(MAX_RETRY_S, delay * 2)
                 continue
             log.info("output schema registered", extra={"schema_id": schema_id, "strategy": self.strategy})
             return
 
-    def warm_up(self, record: dict[str, Any], topic: str) -> int:
-        """Register (or look up) the schema now, so that no record waits for it later; returns its id.
-
-        ``RegistryUnavailable`` while the registry does not answer (the caller retries); ``ConfigError`` when it
-        answers no: an incompatible schema under the subject, or no subject with auto-registration off."""
+    def frame(self, record: dict[str, Any], topic: str) -> bytes:
+        """``self(record, topic)`` with the registry's failures named: ``RegistryUnavailable`` while it does not
+        answer; ``ConfigError`` when it answers no (an incompatible schema under the subject, or no subject with
+        auto-registration off)."""
         try:
-            value = self(record, topic)
+            return self(record, topic)
         except Exception as exc:  # the serde raises its own, the client's and the HTTP library's errors
             down = unavailable(exc)
             if down is not None:
                 raise down from exc
             detail = exc.error_message if isinstance(exc, SchemaRegistryError) else str(exc)
-            problem = f"the Schema Registry refused the output schema ({self.strategy} strategy): {detail}"
+            problem = f"the Schema Registry refused the {self._name} schema ({self.strategy} strategy): {detail}"
             raise ConfigError(problem) from exc
-        return int.from_bytes(value[1:5], "big")
+
+    def warm_up(self, record: dict[str, Any], topic: str) -> int:
+        """Register (or look up) the schema now, so that no record waits for it later; returns its id (errors as
+        ``frame``)."""
+        return int.from_bytes(self.frame(record, topic)[1:5], "big")
 
 
 _SAMPLE_SCORE = {

@@ -175,29 +175,10 @@ def input_encoder(topic: str, registry: RegistrySettings | None) -> Any:
     """Plain Avro, or (with a registry URL) registry-framed Avro under the configured subject strategy."""
     if registry is None or not registry.schema_registry_url:
         return AvroEncoder(load_schema(INPUT_SCHEMA))
-    from confluent_kafka.schema_registry.avro import AvroSerializer  # ~1 s to import: only with a registry
-    from confluent_kafka.serialization import MessageField, SerializationContext
+    from stream_worker.pipeline.registry import RegistryFramer, open_client  # ~1 s to import: only with a registry
 
-    from stream_worker.pipeline.registry import STRATEGIES, open_client, unavailable
-    conf = {
-        "auto.register.schemas": registry.auto_register_schemas,
-        "use.latest.version": not registry.auto_register_schemas,
-        "subject.name.strategy": STRATEGIES[registry.subject_name_strategy],
-    }
-    serializer = AvroSerializer(open_client(registry), schema_text(INPUT_SCHEMA), conf=conf)
-    context = SerializationContext(topic, MessageField.VALUE)
-
-    def encode(record: dict[str, Any]) -> bytes:
-        try:
-            value: bytes = serializer(record, context)
-        except Exception as exc:
-            down = unavailable(exc)
-            if down is not None:
-                raise down from exc
-            raise ConfigError(f"the Schema Registry refused the input schema: {exc}") from exc
-        return value
-
-    return encode
+    framer = RegistryFramer(open_client(registry), schema_text(INPUT_SCHEMA), registry)
+    return lambda record: framer.frame(record, topic)
 
 
 class ScoreDecoder:
