@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--output-topic", default="sentiment-scores")
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
-    registry = SchemaRegistryClient({"url": args.schema_registry_url})
+    # The client's default is to wait for an answer forever; a bounded request fails with a clear error instead.
+    registry = SchemaRegistryClient({"url": args.schema_registry_url, "timeout": 30})
 
     # Producer side: the serializer registers the schema once (cached) and frames every record with its id.
     serialize = AvroSerializer(

@@ -32,6 +32,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from stream_worker.pipeline.registry import unavailable
+from tests.brokers import tail
 from tests.harness import REPO, SCORER, http_get, metric_value, read_topic, start_worker_cli, user_env, wait_for
 from tests.integration.test_exactly_once import read_all
 from tests.toy_model import NEGATIVE, POSITIVE
@@ -46,6 +48,10 @@ NO_TEXT = {"type": "record", "name": "TextMessage", "namespace": "io.sentimentsc
            "fields": [{"name": "id", "type": "string"}, {"name": "body", "type": "string"}]}  # fmt: skip
 WORDS = [*POSITIVE, *NEGATIVE, "plot", "scene"]
 SECRET = "zebracorn"  # in every text: the logs must never show it
+# Every registry call the tests make is bounded: the HTTP client's default is no timeout at all, and one CI run waited
+# 900 s on a request to the just-restarted registry that was never answered.
+REQUEST_TIMEOUT_S = 30
+ANSWER_WITHIN_S = 300  # how long a test waits for the registry to answer again before it fails, saying so
 
 
 def serializer(client: SchemaRegistryClient, schema: dict[str, Any]) -> AvroSerializer:
@@ -66,11 +72,27 @@ def publish(bootstrap: str, topic: str, serialize: AvroSerializer, prefix: str, 
     return ids
 
 
-def scores(bootstrap: str, topic: str, client: SchemaRegistryClient, expect: int) -> list[dict[str, Any]]:
-    """The output topic read by a plain consumer with confluent-kafka's ``AvroDeserializer`` (no schema file)."""
-    deserialize = AvroDeserializer(client)
+def scores(bootstrap: str, topic: str, registry: Any, expect: int) -> list[dict[str, Any]]:
+    """The output topic read by a plain consumer with confluent-kafka's ``AvroDeserializer`` (no schema file).
+    Decoding needs the registry: while it does not answer (just restarted), retry until ``ANSWER_WITHIN_S``."""
     records = read_topic(bootstrap, topic, lambda r: len(r) >= expect, timeout_s=600)
-    return [deserialize(r.value, SerializationContext(topic, MessageField.VALUE)) for r in records]
+    deadline = time.monotonic() + ANSWER_WITHIN_S
+    while True:
+        deserialize = AvroDeserializer(registry_client(registry))
+        try:
+            return [deserialize(r.value, SerializationContext(topic, MessageField.VALUE)) for r in records]
+        except Exception as exc:
+            if unavailable(exc) is None:
+                raise
+            if time.monotonic() > deadline:
+                log = tail(registry.log_file, 40)
+                message = f"the registry did not answer for {ANSWER_WITHIN_S}s ({exc!r}); its log:\n{log}"
+                raise AssertionError(message) from exc
+            time.sleep(1)
+
+
+def registry_client(registry: Any) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": registry.url, "timeout": REQUEST_TIMEOUT_S})
 
 
 def worker(kafka: Any, registry: Any, topics: tuple[str, str, str], model: Path, log: Path, *flags: str) -> Any:
@@ -87,7 +109,7 @@ class Setup:
 @pytest.fixture
 def setup(kafka_broker: Any, schema_registry: Any, topic_factory: Callable[..., str]) -> Setup:
     topics = (topic_factory(kafka_broker, partitions=2), topic_factory(kafka_broker), topic_factory(kafka_broker))
-    return Setup(kafka_broker.bootstrap_servers, topics, SchemaRegistryClient({"url": schema_registry.url}))
+    return Setup(kafka_broker.bootstrap_servers, topics, registry_client(schema_registry))
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -132,7 +154,7 @@ def test_evolving_schemas_score_and_bad_ids_are_dead_lettered(
     log = tmp_path / "worker.log"
     proc, port = worker(kafka_broker, schema_registry, topics, toy_model_dir, log)
     try:
-        got = scores(bootstrap, out_topic, client, len(ids))
+        got = scores(bootstrap, out_topic, schema_registry, len(ids))
         dead = read_topic(bootstrap, dlq_topic, lambda r: len(r) >= 2, timeout_s=120)
         status, body_text = http_get(port, "/readyz")
     finally:
@@ -158,7 +180,7 @@ def test_registry_outage_holds_messages_and_resumes(
     log = tmp_path / "worker.log"
     proc, port = worker(kafka_broker, schema_registry, topics, toy_model_dir, log)
     try:
-        scores(bootstrap, out_topic, client, len(before))  # v1's id is now cached by the worker
+        scores(bootstrap, out_topic, schema_registry, len(before))  # v1's id is now cached by the worker
         later = serializer(client, V2)  # v2 registered now (the serializer caches its id); the worker never saw it
         later({"id": "warm", "text": "x"}, SerializationContext(in_topic, MessageField.VALUE))
         schema_registry.stop()
@@ -171,7 +193,7 @@ def test_registry_outage_holds_messages_and_resumes(
         schema_registry.start()
         after = publish(bootstrap, in_topic, later, "after", 50)
         expected = before + during + after
-        got = scores(bootstrap, out_topic, client, len(expected))
+        got = scores(bootstrap, out_topic, schema_registry, len(expected))
         wait_for(lambda: '"unreachable": false' in http_get(port, "/readyz")[1], 120, "/readyz to clear")
         failures = metric_value(http_get(port, "/metrics")[1], "scorer_failures_total", 'kind="RegistryUnavailable"')
     finally:
