@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream_worker.common.cpus import available_cores
 from stream_worker.common.errors import ConfigError
 from stream_worker.common.registry_settings import RegistrySettings
 
@@ -107,7 +108,8 @@ class EngineSettings(BaseSettings):
     inference_threads: int = Field(
         0,
         ge=0,
-        description="TensorFlow intra-op threads per host; 0 = one per core. A pool splits them between its "
+        description="TensorFlow intra-op threads per host; 0 = one per core this process may use (CPU affinity and "
+        "the container's CPU quota). A pool splits them between its "
         "processes. Lower it when other work shares the host.",
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -276,7 +278,8 @@ class Settings(EngineSettings, RegistrySettings):
     processes: Literal["auto"] | int = Field(
         "auto",
         description="Worker processes on this host, all in the same consumer group, under one supervisor that "
-        "restarts a dead one and serves their aggregated metrics ('auto': one per core, the default since "
+        "restarts a dead one and serves their aggregated metrics ('auto': one per core this process may use, "
+        "counting its CPU affinity and its container's CPU quota, the default since "
         "scorer bench measured it 1.11x one process on 2 cores; each process costs ~1 GiB). 1: a single process, "
         "no supervisor (e.g. under an orchestrator that runs one container per core).",
     )
@@ -307,7 +310,7 @@ class Settings(EngineSettings, RegistrySettings):
     def process_count(self) -> int:
         """How many worker processes ``processes`` means on this host."""
         if self.processes == "auto":
-            return max(1, os.cpu_count() or 1)
+            return available_cores()
         return int(self.processes)
 
     def effective_transactional_id(self) -> str:

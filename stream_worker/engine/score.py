@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from stream_worker.common.cpus import available_cores
 from stream_worker.common.errors import ModelContractError, ModelError, ScoringFailed, WarmupFailed
 from stream_worker.engine.model_repo import versions
 
@@ -89,12 +90,17 @@ def configure_precision(requested: str, flags: set[str] | None = None) -> str:
 
 
 def configure_threads(inference_threads: int) -> None:
-    """TensorFlow intra-op threads for this process (0: TensorFlow's default, one per core); set once."""
+    """TensorFlow intra-op threads for this process, set once.  0: one per core this process may use (TensorFlow's
+    own default counts the machine's cores: too many in a container with a CPU limit)."""
     global _threads_set
-    if inference_threads and not _threads_set:
+    if not _threads_set:
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(inference_threads or available_cores())
+        except RuntimeError:  # TensorFlow already initialised its runtime in this process: its setting stays
+            if inference_threads:
+                raise
         _threads_set = True
 
 

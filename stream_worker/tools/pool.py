@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stream_worker.common.cpus import available_cores
 from stream_worker.common.errors import ConfigError, InfrastructureError, ModelError
 from stream_worker.common.metrics import STALE_AFTER_S, heartbeat_file
 from stream_worker.common.settings import Settings
@@ -72,7 +73,7 @@ class WorkerPool:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.count = settings.process_count
-        total_threads = settings.inference_threads or (os.cpu_count() or 1)
+        total_threads = settings.inference_threads or available_cores()
         self.threads_each = max(1, total_threads // self.count)
         self.children = [_Child(slot) for slot in range(self.count)]
         self.pool_dir = Path(tempfile.mkdtemp(prefix="scorer-pool-"))
