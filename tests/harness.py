@@ -257,13 +257,14 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(60)
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, detail: Callable[[], str] | None = None) -> None:
+    """Until ``check()`` holds; fails saying what it waited for (and ``detail()``, e.g. a log tail)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}" + (f":\n{detail()}" if detail else ""))
 
 
 def start_worker_cli(

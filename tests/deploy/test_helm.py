@@ -27,11 +27,9 @@ import shlex
 import shutil
 import stat
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,7 @@ import pytest
 import yaml
 
 from tests.docker_engine import REPO, docker, exit_code, remove
-from tests.harness import _free_port
+from tests.harness import _free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.deploy]
 
@@ -621,15 +619,6 @@ def get(url: str, timeout: float) -> int:
         return int(exc.code)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return 0  # not listening yet
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, on_fail: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what} not within {timeout_s:.0f}s:\n{on_fail()}")
 
 
 def test_rendered_worker_container_runs_and_answers_its_probes(
