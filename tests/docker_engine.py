@@ -66,12 +66,8 @@ def build_image(tag: str = IMAGE) -> dict[str, Any]:
     base = base_image()
     had_image = docker("image", "inspect", tag, check=False).returncode == 0
     t0 = time.monotonic()
-    answer = docker(
-        "build", "-f", "deploy/scorer.Dockerfile", "--build-arg", f"BASE_IMAGE={base}", "-t", tag, str(REPO),
-        timeout=1800, check=False, env=_classic_builder(),
-    )  # fmt: skip
+    answer = _build(tag, REPO, base, "-f", "deploy/scorer.Dockerfile")
     seconds = time.monotonic() - t0
-    assert answer.returncode == 0, f"docker build failed:\n{(answer.stdout + answer.stderr)[-4000:]}"
     size = int(docker("image", "inspect", "-f", "{{.Size}}", tag).stdout.strip())
     base_size = int(docker("image", "inspect", "-f", "{{.Size}}", base).stdout.strip())
     cached = _step_cached(answer.stdout + answer.stderr, "pip install -q -r")
@@ -157,10 +153,12 @@ def build_prometheus_standin() -> str:
     return PROMETHEUS_STANDIN
 
 
-def _build(tag: str, context: Path) -> None:
-    answer = docker("build", "--build-arg", f"BASE_IMAGE={base_image()}", "-t", tag, str(context),
+def _build(tag: str, context: Path, base: str | None = None, *flags: str) -> Any:
+    """``docker build`` of ``context`` on ``base`` (default: ``base_image()``); fails with the build's output tail."""
+    answer = docker("build", *flags, "--build-arg", f"BASE_IMAGE={base or base_image()}", "-t", tag, str(context),
                     timeout=1800, check=False, env=_classic_builder())  # fmt: skip
     assert answer.returncode == 0, f"docker build of {tag} failed:\n{(answer.stdout + answer.stderr)[-4000:]}"
+    return answer
 
 
 def compose_command() -> list[str]:
