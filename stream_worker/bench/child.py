@@ -25,6 +25,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from stream_worker.engine.batch import Batcher
+from stream_worker.engine.tf_runtime import tensorflow
 from stream_worker.pipeline.decode import TextRecord
 from stream_worker.pipeline.guard import Checked, Guard
 
@@ -34,7 +35,7 @@ def _emit(result: dict[str, Any]) -> None:
 
 
 def gemm(threads: int) -> dict[str, Any]:
-    import tensorflow as tf
+    tf = tensorflow()
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

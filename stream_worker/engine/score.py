@@ -21,6 +21,7 @@ import numpy as np
 from stream_worker.common.cpus import available_cores
 from stream_worker.common.errors import ModelContractError, ModelError, ScoringFailed, WarmupFailed
 from stream_worker.engine.model_repo import versions
+from stream_worker.engine.tf_runtime import load_text_ops, tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def configure_precision(requested: str, flags: set[str] | None = None) -> str:
     if requested == "bf16" and effective != "bf16":
         log.warning("bf16 requested but not supported natively here; scoring in fp32", extra={"reason": why})
     if effective == "bf16":
-        import tensorflow as tf
+        tf = tensorflow()
 
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     log.info("inference precision", extra={"precision": effective, "requested": requested, "reason": why})
@@ -94,7 +95,7 @@ def configure_threads(inference_threads: int) -> None:
     own default counts the machine's cores: too many in a container with a CPU limit)."""
     global _threads_set
     if not _threads_set:
-        import tensorflow as tf
+        tf = tensorflow()
 
         try:
             tf.config.threading.set_intra_op_parallelism_threads(inference_threads or available_cores())
@@ -130,8 +131,8 @@ class Scorer:
     @classmethod
     def load_version(cls, version: int, path: Path) -> Scorer:
         """Load one version folder and check the contract; any failure is a ``ModelError``."""
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
+        tf = tensorflow()
+        load_text_ops()  # the tokenizer ops the SavedModel uses
 
         try:
             model = tf.saved_model.load(str(path))
@@ -153,7 +154,7 @@ class Scorer:
         return scorer
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        import tensorflow as tf
+        tf = tensorflow()
 
         out = self._fn(**{self._input_name: tf.constant(texts, dtype=tf.string)})
         scores = np.asarray(out[_SCORE_KEY], dtype=np.float64).reshape(-1)
@@ -163,7 +164,7 @@ class Scorer:
 
     def warm_up(self, batch_size: int, sequence_tokens: int) -> float:
         """Run one maximum-size batch (the longest shape the worker will send); returns its seconds."""
-        import tensorflow as tf
+        tf = tensorflow()
 
         text = " ".join(["warmup"] * sequence_tokens)
         try:
@@ -192,7 +193,7 @@ def read_window(path: Path) -> tuple[int, int, int] | None:
 
 def score_or_isolate(scorer: Scorer, texts: list[str]) -> list[float | ScoringFailed]:
     """Score a batch; if the model rejects it, bisect to find the texts it rejects and fail only those."""
-    import tensorflow as tf
+    tf = tensorflow()
 
     try:
         scores = scorer(texts)
