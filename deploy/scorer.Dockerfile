@@ -8,18 +8,23 @@
 # Works with BuildKit and with the classic builder (no RUN --mount): dependency layers are cached by the layer cache.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
+# 1. The dependency list, read from pyproject.toml's `worker` extra.  A stage of its own: the install below is keyed
+#    on this file's content (COPY --from compares checksums), so editing anything else in pyproject.toml (a test
+#    tool, a lint rule) does not reinstall ~1 GB of wheels.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /src/pyproject.toml
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['optional-dependencies']['worker']))" > /src/requirements.txt
+
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/scorer
-# 1. The dependencies alone, read from pyproject.toml's `worker` extra: this layer (~1 GB of wheels) is rebuilt only
-#    when pyproject.toml changes, not on every code change.  tensorflow-text with --no-deps: its metadata asks for the
-#    full `tensorflow` wheel; it runs on tensorflow-cpu.
-COPY pyproject.toml /src/pyproject.toml
-RUN /opt/scorer/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['optional-dependencies']['worker']))" > /src/requirements.txt \
- && /opt/scorer/bin/pip install -q -r /src/requirements.txt \
+# 2. The dependencies alone: rebuilt only when the list changes, not on a code change.  tensorflow-text with
+#    --no-deps: its metadata asks for the full `tensorflow` wheel; it runs on tensorflow-cpu.
+COPY --from=requirements /src/requirements.txt /src/requirements.txt
+RUN /opt/scorer/bin/pip install -q -r /src/requirements.txt \
  && /opt/scorer/bin/pip install -q --no-deps tensorflow-text==2.21.1
-# 2. The scorer itself, without its dependencies (already there).
-COPY README.md /src/
+# 3. The scorer itself, without its dependencies (already there).
+COPY pyproject.toml README.md /src/
 COPY schemas /src/schemas
 COPY training /src/training
 COPY stream_worker /src/stream_worker
