@@ -90,17 +90,31 @@ def toy_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return base
 
 
+_HEAVY_FIRST = ("tests/faults/", "tests/deploy/", "tests/integration/")  # minutes per file; unit files take seconds
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by session-scoped parameters (the broker)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (not skip) the [tansu] case of broker-agnostic tests unless TEST_FULL_MATRIX=1."""
-    if os.environ.get("TEST_FULL_MATRIX") == "1":
+    """1. Deselect (not skip) the [tansu] case of broker-agnostic tests unless TEST_FULL_MATRIX=1.
+    2. On several pytest processes (``-n 2 --dist loadfile``), hand out the slow files first: the processes then
+       finish together on small unit files instead of one waiting for the other's last fault scenario.  Stable:
+       the order within each group is unchanged.  Needs ``--no-loadscope-reorder`` (xdist sorts by test count)."""
+    if os.environ.get("TEST_FULL_MATRIX") != "1":
+        keep, drop = [], []
+        for item in items:
+            repeat = item.get_closest_marker("broker_agnostic") is not None and item.name.endswith("[tansu]")
+            (drop if repeat else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # set in each xdist process, which collects (the controller does not)
         return
-    keep, drop = [], []
-    for item in items:
-        repeat = item.get_closest_marker("broker_agnostic") is not None and item.name.endswith("[tansu]")
-        (drop if repeat else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid
+        return next((n for n, prefix in enumerate(_HEAVY_FIRST) if path.startswith(prefix)), len(_HEAVY_FIRST))
+
+    items.sort(key=rank)
 
 
 # --- a skipped test is a failure when SCORER_TEST_NO_SKIP=1 (set by `make test` and CI) -------------------------
